@@ -1,0 +1,160 @@
+"""What a parser hands back: typed rows, per-file facts and coded problems.
+
+These types are the contract between parsers/ and the rest of the pipeline; they carry
+no I/O and no database knowledge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    ERROR = "error"  # the submission is invalid
+    WARNING = "warning"  # accepted, shown to staff
+
+
+class ProblemCode(StrEnum):
+    # errors in an editable file
+    NON_NUMERIC = "non_numeric"
+    NEGATIVE_NUMBER = "negative_number"
+    MISSING_REQUIRED = "missing_required"
+    PRIVATE_GT_TOTAL = "private_gt_total"
+    FINAL_GT_PRELIM = "final_gt_prelim"
+    TOTAL_MISMATCH = "total_mismatch"
+    UNKNOWN_LAYOUT = "unknown_layout"
+    UNREADABLE_FILE = "unreadable_file"
+    ENCRYPTED_FILE = "encrypted_file"
+    UNSAFE_FILE = "unsafe_file"
+    TOO_LARGE = "too_large"
+    # warnings
+    SEAL_NOT_FOUND = "seal_not_found"
+    PDF_MISMATCH = "pdf_mismatch"
+    UNIT_MISMATCH = "unit_mismatch"
+    UNSUPPORTED_FILE = "unsupported_file"
+    SENDER_UNVERIFIED = "sender_unverified"
+    QUARANTINED = "quarantined"
+    # completeness of a submission
+    MISSING_PDF = "missing_pdf"
+    MISSING_EDITABLE = "missing_editable"
+    NO_ATTACHMENTS = "no_attachments"
+
+
+ERROR_CODES = frozenset(
+    {
+        ProblemCode.NON_NUMERIC,
+        ProblemCode.NEGATIVE_NUMBER,
+        ProblemCode.MISSING_REQUIRED,
+        ProblemCode.PRIVATE_GT_TOTAL,
+        ProblemCode.FINAL_GT_PRELIM,
+        ProblemCode.TOTAL_MISMATCH,
+        ProblemCode.UNKNOWN_LAYOUT,
+        ProblemCode.UNREADABLE_FILE,
+        ProblemCode.ENCRYPTED_FILE,
+        ProblemCode.UNSAFE_FILE,
+        ProblemCode.TOO_LARGE,
+    }
+)
+COMPLETENESS_CODES = frozenset(
+    {ProblemCode.MISSING_PDF, ProblemCode.MISSING_EDITABLE, ProblemCode.NO_ATTACHMENTS}
+)
+
+
+def severity_of(code: ProblemCode) -> Severity:
+    return Severity.ERROR if code in ERROR_CODES else Severity.WARNING
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: ProblemCode
+    message: str  # Chinese, for the submitter; names the file and cell
+    file: str | None = None
+    cell: str | None = None  # e.g. "Sheet1!D7"
+
+    @property
+    def severity(self) -> Severity:
+        return severity_of(self.code)
+
+
+class FileKind(StrEnum):
+    XLSX = "xlsx"  # also .xlsm: macros are never run
+    XLS = "xls"
+    DOCX = "docx"
+    CSV = "csv"
+    PDF = "pdf"
+    ZIP = "zip"
+    IMAGE = "image"
+    OTHER = "other"
+
+    @property
+    def editable(self) -> bool:
+        return self in (FileKind.XLSX, FileKind.XLS, FileKind.DOCX, FileKind.CSV)
+
+
+@dataclass
+class Form1Row:
+    """A row of form 1 (重点工程类)."""
+
+    competition: str | None
+    project: str | None
+    enterprises: int | None
+    private_enterprises: int | None
+    workers: int | None
+    private_workers: int | None
+    investment: Decimal | None  # 亿元
+    cell: str | None = None  # where the row starts, e.g. "Sheet1!A5"
+
+
+@dataclass
+class Form2Row:
+    """A row of form 2 (技术技能类、创新创意类、工作推进类)."""
+
+    seq: str | None
+    competition: str | None
+    organizer: str | None
+    undertaker: str | None
+    event: str | None
+    prelim: int | None
+    final: int | None
+    final_time_place: str | None
+    cell: str | None = None
+
+
+@dataclass
+class FormTable:
+    """One recognised form inside one file (a form split over sheets is merged)."""
+
+    form: int  # 1 or 2
+    location: str  # sheet name(s) or "表格1"
+    unit: str | None = None  # 汇总单位 as written
+    filled_date: str | None = None  # 填写日期 as written
+    rows: list[Form1Row | Form2Row] = field(default_factory=list)
+    # The 合计 row as read, by field name; None when the form has no 合计 row.
+    totals: dict[str, Decimal | None] | None = None
+
+
+@dataclass
+class PdfReport:
+    pages: int
+    has_text: bool
+    # True: a red seal was seen; False: a colour scan with no seal; None: cannot verify
+    # (greyscale scan, detection off, or the file could not be rendered).
+    seal: bool | None
+    unit: str | None = None  # 汇总单位 from the text layer or OCR
+    totals: dict[str, Decimal | None] | None = None  # 合计 figures from text or OCR
+    forms: list[int] = field(default_factory=list)  # which forms the PDF shows
+    ocr_used: bool = False
+
+
+@dataclass
+class FileReport:
+    name: str  # decoded display name, never used as a path
+    kind: FileKind
+    sha256: str
+    size: int
+    forms: list[FormTable] = field(default_factory=list)
+    pdf: PdfReport | None = None
+    problems: list[Problem] = field(default_factory=list)
+    parent: str | None = None  # the archive this file was unpacked from

@@ -1,0 +1,283 @@
+"""The database schema: a ledger of mail, submissions, their files, rows, problems and replies.
+
+Statuses are enums stored by value (native enums are off so SQLite and PostgreSQL
+store the same strings and a migration never has to alter a type).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware in Python, stored as UTC; SQLite would otherwise drop the offset."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _enum(cls: type[StrEnum]) -> Enum:
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class MessageState(StrEnum):
+    ARCHIVED = "archived"  # raw bytes on disk and recorded; not yet processed
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"  # same bytes as an earlier message in the same mailbox
+    QUARANTINED = "quarantined"  # processing failed; flagged for staff, never blocks others
+
+
+class SubmissionStatus(StrEnum):
+    ACCEPTED = "accepted"
+    INCOMPLETE = "incomplete"
+    INVALID = "invalid"
+    SUPERSEDED = "superseded"
+    IGNORED = "ignored"
+    UNMATCHED = "unmatched"
+
+
+class ReplyKind(StrEnum):
+    RECEIPT = "receipt"
+    LATE = "late"
+    INCOMPLETE = "incomplete"
+    INVALID = "invalid"
+    NONE = "none"
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # handed to SMTP; must be checked against Sent before a resend
+    SENT = "sent"
+    FAILED = "failed"  # gave up after max attempts; shown to staff
+
+
+class OutboxKind(StrEnum):
+    REPLY = "reply"
+    DIGEST = "digest"
+    REMINDER = "reminder"
+
+
+class MailboxCursor(Base):
+    """The last UID seen per (folder, UIDVALIDITY), so a re-poll asks only for newer mail."""
+
+    __tablename__ = "mailbox_cursors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(Integer)
+    last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    __table_args__ = (UniqueConstraint("account", "folder", name="uq_cursor_account_folder"),)
+
+
+class Message(Base):
+    """One message in the mailbox, archived raw before anything reads it."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    uid: Mapped[int | None] = mapped_column(Integer)
+    source_key: Mapped[str | None] = mapped_column(String(512))  # maildir file key
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    from_name: Mapped[str | None] = mapped_column(Text)
+    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    to: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    date_header: Mapped[str | None] = mapped_column(Text)
+    arrived_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    state: Mapped[MessageState] = mapped_column(_enum(MessageState), default=MessageState.ARCHIVED)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    auth_results: Mapped[dict | None] = mapped_column(JSON)
+    moved: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    submission: Mapped[Submission | None] = relationship(back_populates="message", uselist=False)
+    __table_args__ = (
+        UniqueConstraint("account", "folder", "uidvalidity", "uid", name="uq_message_location"),
+        UniqueConstraint("account", "folder", "source_key", name="uq_message_source_key"),
+    )
+
+
+class Submission(Base):
+    """What one message submitted, as judged."""
+
+    __tablename__ = "submissions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    unit: Mapped[str | None] = mapped_column(String(255), index=True)
+    unit_source: Mapped[str | None] = mapped_column(String(32))  # sender|sheet|subject|body|staff
+    sheet_unit: Mapped[str | None] = mapped_column(Text)  # 汇总单位 as written
+    status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    reply: Mapped[ReplyKind] = mapped_column(_enum(ReplyKind), default=ReplyKind.NONE)
+    reply_suppressed: Mapped[str | None] = mapped_column(String(64))  # why no reply
+    has_pdf: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_editable: Mapped[bool] = mapped_column(Boolean, default=False)
+    seal: Mapped[bool | None] = mapped_column(Boolean)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    assigned_by: Mapped[str | None] = mapped_column(String(255))
+    assigned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message: Mapped[Message] = relationship(back_populates="submission")
+    files: Mapped[list[StoredFile]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan", order_by="StoredFile.id"
+    )
+    problems: Mapped[list[ProblemRecord]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan", order_by="ProblemRecord.id"
+    )
+    form1_rows: Mapped[list[Form1Record]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan", order_by="Form1Record.ordinal"
+    )
+    form2_rows: Mapped[list[Form2Record]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan", order_by="Form2Record.ordinal"
+    )
+
+
+class StoredFile(Base):
+    """An attachment (or a zip member), stored under its sha256, never its sender's name."""
+
+    __tablename__ = "files"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    parent: Mapped[str | None] = mapped_column(Text)
+    pdf_pages: Mapped[int | None] = mapped_column(Integer)
+    seal: Mapped[bool | None] = mapped_column(Boolean)
+    submission: Mapped[Submission] = relationship(back_populates="files")
+
+
+class ProblemRecord(Base):
+    __tablename__ = "problems"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    file: Mapped[str | None] = mapped_column(Text)
+    cell: Mapped[str | None] = mapped_column(String(255))
+    submission: Mapped[Submission] = relationship(back_populates="problems")
+
+
+class Form1Record(Base):
+    __tablename__ = "form1_rows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    competition: Mapped[str | None] = mapped_column(Text)
+    project: Mapped[str | None] = mapped_column(Text)
+    enterprises: Mapped[int | None] = mapped_column(Integer)
+    private_enterprises: Mapped[int | None] = mapped_column(Integer)
+    workers: Mapped[int | None] = mapped_column(Integer)
+    private_workers: Mapped[int | None] = mapped_column(Integer)
+    investment: Mapped[Decimal | None] = mapped_column(Numeric(18, 4))
+    cell: Mapped[str | None] = mapped_column(String(255))
+    submission: Mapped[Submission] = relationship(back_populates="form1_rows")
+
+
+class Form2Record(Base):
+    __tablename__ = "form2_rows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[str | None] = mapped_column(String(64))
+    competition: Mapped[str | None] = mapped_column(Text)
+    organizer: Mapped[str | None] = mapped_column(Text)
+    undertaker: Mapped[str | None] = mapped_column(Text)
+    event: Mapped[str | None] = mapped_column(Text)
+    prelim: Mapped[int | None] = mapped_column(Integer)
+    final: Mapped[int | None] = mapped_column(Integer)
+    final_time_place: Mapped[str | None] = mapped_column(Text)
+    cell: Mapped[str | None] = mapped_column(String(255))
+    submission: Mapped[Submission] = relationship(back_populates="form2_rows")
+
+
+class OutboxItem(Base):
+    """A mail to send. Written in the transaction that decides it; sent at most once.
+
+    dedupe_key makes "one reply per submitted mail" and "one digest per day" a database
+    constraint rather than a hope: "reply:<message pk>", "digest:2024-02-20",
+    "reminder:<unit>:<slot>".
+    """
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[OutboxKind] = mapped_column(_enum(OutboxKind))
+    reply_kind: Mapped[str | None] = mapped_column(String(32))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), index=True)
+    to_address: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[OutboxState] = mapped_column(_enum(OutboxState), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+
+class KeyValue(Base):
+    """Small durable facts, e.g. when the last digest covered up to."""
+
+    __tablename__ = "kv"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,255 @@
+"""A real Dovecot IMAP server on loopback, owned by the test (or benchmark) that starts it.
+
+Each instance has its own config, Maildir root, log and port; nothing touches the
+system's Dovecot. `imap_id_log = *` makes Dovecot log the ID command, which the tests
+read to prove ID is sent before SELECT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import imaplib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
+
+CONFIG = """\
+base_dir = {root}/run
+state_dir = {root}/state
+instance_name = intake-test-{port}
+listen = 127.0.0.1
+protocols = imap
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+log_path = {root}/dovecot.log
+info_log_path = {root}/dovecot.log
+mail_location = maildir:{root}/mail/%u
+first_valid_uid = 0
+first_valid_gid = 0
+mail_uid = {uid}
+mail_gid = {gid}
+imap_id_log = *
+mail_max_userip_connections = 200
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+# The auth process reads the passwd file from the test's private temp dir.
+service auth {{
+  user = {user}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0666
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+protocol imap {{
+  imap_idle_notify_interval = 1 secs
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def imap_date(when: dt.datetime) -> str:
+    return imaplib.Time2Internaldate(when)
+
+
+def new_root() -> Path:
+    """A folder outside pytest's 0700 temp tree, so Dovecot's unprivileged users reach it."""
+    return Path(tempfile.mkdtemp(prefix="intake-dovecot-"))
+
+
+@dataclass
+class Dovecot:
+    root: Path = field(default_factory=new_root)
+    port: int = field(default_factory=free_port)
+    users: dict[str, str] = field(default_factory=lambda: {"intake@example.org": "secret"})
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "dovecot.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "dovecot.log"
+
+    def start(self) -> Dovecot:
+        # Dovecot never runs mail processes as root: as root, the mailboxes belong to
+        # Debian's "mail" user, and the instance's folder must be reachable by it.
+        mail_user = pwd.getpwnam("mail") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        for sub in ("run", "state", "mail", "home"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("mail", "home"):
+            os.chown(self.root / sub, mail_user.pw_uid, mail_user.pw_gid)
+        (self.root / "passwd").write_text(
+            "".join(f"{user}:{{PLAIN}}{password}\n" for user, password in self.users.items())
+        )
+        self.config_path.write_text(
+            CONFIG.format(
+                root=self.root, port=self.port, uid=mail_user.pw_uid, gid=mail_user.pw_gid,
+                user=pwd.getpwuid(os.getuid()).pw_name,
+            )
+        )
+        self.process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until the server greets; a readiness check, not a sleep."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"dovecot exited: {err}\n{self.log_text()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                    if sock.recv(64).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise TimeoutError(f"dovecot did not start on port {self.port}")
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # --- mailbox helpers for tests -------------------------------------------------
+
+    @property
+    def username(self) -> str:
+        return next(iter(self.users))
+
+    @property
+    def password(self) -> str:
+        return self.users[self.username]
+
+    def client(self) -> imaplib.IMAP4:
+        conn = imaplib.IMAP4(self.host, self.port)
+        conn.login(self.username, self.password)
+        return conn
+
+    def append(
+        self,
+        raw: bytes,
+        arrived_at: dt.datetime | None = None,
+        folder: str = "INBOX",
+    ) -> None:
+        conn = self.client()
+        try:
+            if folder != "INBOX":
+                conn.create(folder)
+            date = imap_date(arrived_at) if arrived_at else None
+            typ, data = conn.append(folder, "", date, raw)
+            if typ != "OK":
+                raise RuntimeError(f"APPEND failed: {data}")
+        finally:
+            conn.logout()
+
+    def append_many(self, messages: list[tuple[bytes, dt.datetime | None]], folder: str = "INBOX") -> None:
+        conn = self.client()
+        try:
+            for raw, arrived_at in messages:
+                conn.append(folder, "", imap_date(arrived_at) if arrived_at else None, raw)
+        finally:
+            conn.logout()
+
+    def uids(self, folder: str = "INBOX") -> list[int]:
+        conn = self.client()
+        try:
+            conn.select(folder, readonly=True)
+            typ, data = conn.uid("SEARCH", None, "ALL")
+            return [int(x) for x in data[0].split()]
+        finally:
+            conn.logout()
+
+    def flags(self, folder: str = "INBOX") -> dict[int, bytes]:
+        conn = self.client()
+        try:
+            conn.select(folder, readonly=True)
+            typ, data = conn.uid("FETCH", "1:*", "(FLAGS)")
+            out = {}
+            for item in data:
+                if item:
+                    text = item.decode() if isinstance(item, bytes) else item[0].decode()
+                    uid = int(text.split("UID ")[1].split()[0].rstrip(")"))
+                    out[uid] = text.encode()
+            return out
+        finally:
+            conn.logout()
+
+    def fetch_raw(self, folder: str = "INBOX") -> list[bytes]:
+        conn = self.client()
+        try:
+            conn.select(folder, readonly=True)
+            typ, data = conn.uid("FETCH", "1:*", "(BODY.PEEK[])")
+            return [item[1] for item in data if isinstance(item, tuple)]
+        finally:
+            conn.logout()
+
+    def set_uidvalidity(self, value: int, folder: str = "INBOX") -> None:
+        subprocess.run(
+            [DOVEADM, "-c", str(self.config_path), "mailbox", "update", "-u", self.username,
+             "--uid-validity", str(value), folder],
+            check=True,
+            capture_output=True,
+        )
