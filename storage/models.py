@@ -160,7 +160,11 @@ class Submission(Base):
     unit: Mapped[str | None] = mapped_column(String(255), index=True)
     unit_source: Mapped[str | None] = mapped_column(String(32))  # sender|sheet|subject|body|staff
     sheet_unit: Mapped[str | None] = mapped_column(Text)  # 汇总单位 as written
+    # status is what staff see (superseded / unmatched win); content_status is the verdict
+    # on the mail itself (accepted / incomplete / invalid / ignored) and decides the reply.
     status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
+    content_status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     reply: Mapped[ReplyKind] = mapped_column(_enum(ReplyKind), default=ReplyKind.NONE)
     reply_suppressed: Mapped[str | None] = mapped_column(String(64))  # why no reply

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: e4a949ab53d3
+Revision ID: 12a357aee740
 Revises: 
-Create Date: 2026-11-25 12:45:52.485337
+Create Date: 2026-11-25 12:48:31.839601
 
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'e4a949ab53d3'
+revision: str = '12a357aee740'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -77,6 +77,8 @@ def upgrade() -> None:
     sa.Column('unit_source', sa.String(length=32), nullable=True),
     sa.Column('sheet_unit', sa.Text(), nullable=True),
     sa.Column('status', sa.Enum('accepted', 'incomplete', 'invalid', 'superseded', 'ignored', 'unmatched', name='submissionstatus', native_enum=False, length=32), nullable=False),
+    sa.Column('content_status', sa.Enum('accepted', 'incomplete', 'invalid', 'superseded', 'ignored', 'unmatched', name='submissionstatus', native_enum=False, length=32), nullable=False),
+    sa.Column('superseded_by_id', sa.Integer(), nullable=True),
     sa.Column('late', sa.Boolean(), nullable=False),
     sa.Column('reply', sa.Enum('receipt', 'late', 'incomplete', 'invalid', 'none', name='replykind', native_enum=False, length=32), nullable=False),
     sa.Column('reply_suppressed', sa.String(length=64), nullable=True),
@@ -88,6 +90,7 @@ def upgrade() -> None:
     sa.Column('assigned_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['message_pk'], ['messages.id'], name=op.f('fk_submissions_message_pk_messages')),
+    sa.ForeignKeyConstraint(['superseded_by_id'], ['submissions.id'], name=op.f('fk_submissions_superseded_by_id_submissions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_submissions')),
     sa.UniqueConstraint('message_pk', name=op.f('uq_submissions_message_pk'))
     )
