@@ -1,0 +1,139 @@
+"""One current submission per unit: the newest by arrival; older ones stay, superseded.
+
+The current one is recomputed from the whole history of the unit every time, so the
+result does not depend on the order mails are processed in (a retried older mail that
+is processed after a newer one still ends up superseded).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from intake.registry import UnitRegistry
+from storage.models import Message, Submission, SubmissionStatus
+
+STAFF_SOURCE = "staff"
+
+
+class TrackingError(Exception):
+    """A staff command that cannot be carried out; the message is Chinese, for the terminal."""
+
+
+def _counts(submission: Submission) -> bool:
+    # Ignored mail (auto-replies, spam) never becomes current and never supersedes.
+    return submission.content_status is not SubmissionStatus.IGNORED
+
+
+def _visible_status(submission: Submission) -> SubmissionStatus:
+    if not _counts(submission):
+        return SubmissionStatus.IGNORED
+    if submission.unit is None:
+        return SubmissionStatus.UNMATCHED
+    return submission.content_status
+
+
+def _history(session: Session, unit: str) -> list[Submission]:
+    """The unit's counted submissions, oldest first (arrival time, then id for equal times)."""
+    rows = session.scalars(
+        select(Submission).join(Submission.message).where(Submission.unit == unit).order_by(Message.arrived_at, Submission.id)
+    )
+    return [s for s in rows if _counts(s)]
+
+
+def _settle_unit(session: Session, unit: str) -> Submission | None:
+    """Make the newest current and the rest superseded; return the newest."""
+    history = _history(session, unit)
+    if not history:
+        return None
+    newest = history[-1]
+    for older in history[:-1]:
+        older.status = SubmissionStatus.SUPERSEDED
+        older.superseded_by_id = newest.id
+    newest.status = _visible_status(newest)
+    newest.superseded_by_id = None
+    return newest
+
+
+def settle_current(session: Session, submission: Submission) -> Submission | None:
+    """Settle the submission's unit after it was stored or re-assigned.
+
+    Returns the submission this one replaced as current, or None (first of its unit, an
+    older mail processed late, unmatched or ignored).
+    """
+    session.flush()
+    if submission.unit is None or not _counts(submission):
+        submission.status = _visible_status(submission)
+        submission.superseded_by_id = None
+        return None
+    previous = session.scalars(
+        select(Submission).where(
+            Submission.unit == submission.unit,
+            Submission.id != submission.id,
+            Submission.status.not_in((SubmissionStatus.SUPERSEDED, SubmissionStatus.IGNORED)),
+        )
+    ).first()
+    newest = _settle_unit(session, submission.unit)
+    session.flush()
+    return previous if newest is submission else None
+
+
+def assign(
+    session: Session,
+    submission_id: int,
+    unit_name: str,
+    *,
+    by: str,
+    now: datetime,
+    registry: UnitRegistry,
+) -> Submission:
+    """Staff name the unit of a submission (`intake assign`); the history of both units is settled."""
+    submission = session.get(Submission, submission_id, options=[joinedload(Submission.message)])
+    if submission is None:
+        raise TrackingError(f"没有编号为 {submission_id} 的报送记录。")
+    unit = registry.by_name(unit_name)
+    if unit is None:
+        raise TrackingError(f"「{unit_name}」不是登记的报送单位（或简称对应多个单位），请使用配置中的单位全称。")
+    if not _counts(submission):
+        raise TrackingError(f"报送记录 {submission_id} 是自动回复或无关邮件，已忽略，不能指定单位。")
+    old_unit = submission.unit
+    submission.unit = unit.name
+    submission.unit_source = STAFF_SOURCE
+    submission.assigned_by = by
+    submission.assigned_at = now
+    settle_current(session, submission)
+    if old_unit is not None and old_unit != unit.name:
+        _settle_unit(session, old_unit)
+    session.flush()
+    return submission
+
+
+def current_submissions(session: Session) -> dict[str, Submission]:
+    """Each unit's current submission, by unit name (what the board, digest and workbook show)."""
+    rows = session.scalars(
+        select(Submission)
+        .join(Submission.message)
+        .where(
+            Submission.unit.is_not(None),
+            Submission.status.not_in(
+                (SubmissionStatus.SUPERSEDED, SubmissionStatus.IGNORED, SubmissionStatus.UNMATCHED)
+            ),
+        )
+        .order_by(Message.arrived_at, Submission.id)
+    )
+    # Oldest first, so a newer one wins should two ever be current at once.
+    return {s.unit: s for s in rows if s.unit is not None}
+
+
+def unmatched_submissions(session: Session) -> list[Submission]:
+    """Submissions waiting for staff to name their unit, oldest first."""
+    return list(
+        session.scalars(
+            select(Submission)
+            .join(Submission.message)
+            .where(Submission.status == SubmissionStatus.UNMATCHED)
+            .order_by(Message.arrived_at, Submission.id)
+        )
+    )

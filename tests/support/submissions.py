@@ -1,0 +1,120 @@
+"""Building a campaign's ledger through the ORM for the tracking, board, digest and workbook tests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from config.settings import Settings, settings_from_dict
+from parsers.model import severity_of, ProblemCode
+from storage.db import Database
+from storage.models import Form1Record, Form2Record, Message, ProblemRecord, Submission, SubmissionStatus
+
+DEADLINE = datetime(2024, 2, 25, 9, 0, tzinfo=UTC)  # 17:00 Beijing time
+UNITS = [
+    {"name": "济南市总工会", "kind": "city", "emails": ["jnzgh@163.com", "@jnzgh.gov.cn"], "aliases": ["济南市总"]},
+    {"name": "青岛市总工会", "kind": "city", "emails": ["qdzgh@qd.gov.cn"]},
+    {"name": "山东省教育工会", "kind": "industry", "emails": ["edu@sdjy.cn"], "aliases": ["省教育工会"]},
+    {"name": "中共山东省委机关工会", "kind": "organ", "emails": ["jggh@sd.gov.cn"]},
+    {"name": "山东能源集团工会", "kind": "enterprise", "emails": ["ghb@sdenergy.com"], "aliases": ["山能集团工会"]},
+]
+
+
+def make_settings(**sections: Any) -> Settings:
+    raw: dict[str, Any] = {
+        "campaign": {"name": "2024年劳动竞赛项目申报", "deadline": DEADLINE.isoformat()},
+        "smtp": {"from_address": "intake@sdzgh.cn", "from_name": "省总工会劳动竞赛报送"},
+        "digest": {"recipients": ["staff1@sdzgh.cn", "staff2@sdzgh.cn"]},
+        "units": UNITS,
+    }
+    raw.update(sections)
+    return settings_from_dict(raw)
+
+
+def make_db(tmp_path: Path) -> Database:
+    return Database("sqlite:///" + str(tmp_path / "t.db"))
+
+
+def before_deadline(**delta: float) -> datetime:
+    return DEADLINE - timedelta(**delta)
+
+
+def form1_row(i: int, *, enterprises: int = 10, workers: int = 500, investment: str = "12.5") -> Form1Record:
+    return Form1Record(
+        ordinal=i,
+        competition=f"重点工程劳动竞赛{i}",
+        project=f"工程项目{i}",
+        enterprises=enterprises,
+        private_enterprises=enterprises // 2,
+        workers=workers,
+        private_workers=workers // 2,
+        investment=Decimal(investment),
+        cell=f"Sheet1!A{4 + i}",
+    )
+
+
+def form2_row(i: int, *, prelim: int = 200, final: int = 30) -> Form2Record:
+    return Form2Record(
+        ordinal=i,
+        seq=str(i + 1),
+        competition=f"职业技能竞赛{i}",
+        organizer="市总工会",
+        undertaker="市技师学院",
+        event="焊工",
+        prelim=prelim,
+        final=final,
+        final_time_place="2024年10月 济南",
+        cell=f"Sheet1!A{4 + i}",
+    )
+
+
+def add_submission(
+    session: Session,
+    *,
+    unit: str | None,
+    arrived_at: datetime,
+    status: SubmissionStatus = SubmissionStatus.ACCEPTED,
+    late: bool | None = None,
+    sender: str = "someone@example.cn",
+    subject: str = "报送劳动竞赛项目汇总表",
+    sheet_unit: str | None = None,
+    problems: Iterable[tuple[ProblemCode, str, str | None, str | None]] = (),
+    form1: int = 0,
+    form2: int = 0,
+) -> Submission:
+    """One processed mail and its submission, as the pipeline would have stored it."""
+    digest = hashlib.sha256(f"{unit}{arrived_at.isoformat()}{sender}{subject}".encode()).hexdigest()
+    message = Message(
+        account="intake",
+        folder="INBOX",
+        sha256=digest,
+        size=1000,
+        from_address=sender,
+        subject=subject,
+        arrived_at=arrived_at,
+    )
+    visible = SubmissionStatus.UNMATCHED if unit is None and status is not SubmissionStatus.IGNORED else status
+    submission = Submission(
+        message=message,
+        unit=unit,
+        unit_source="sender" if unit else None,
+        sheet_unit=sheet_unit,
+        status=visible,
+        content_status=status,
+        late=arrived_at >= DEADLINE if late is None else late,
+        problems=[
+            ProblemRecord(code=code, severity=severity_of(code).value, message=text, file=file, cell=cell)
+            for code, text, file, cell in problems
+        ],
+        form1_rows=[form1_row(i) for i in range(form1)],
+        form2_rows=[form2_row(i) for i in range(form2)],
+    )
+    session.add(submission)
+    session.flush()
+    return submission

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from intake.registry import UnitRegistry
+from intake.tracking import TrackingError, assign, current_submissions, settle_current
+from storage.db import Database
+from storage.models import Submission, SubmissionStatus
+from tests.support.submissions import add_submission, before_deadline, make_db, make_settings
+
+S = SubmissionStatus
+NOW = datetime(2024, 2, 24, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return make_db(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def registry() -> UnitRegistry:
+    return UnitRegistry.from_settings(make_settings().units)
+
+
+def store(session, **kwargs) -> tuple[Submission, Submission | None]:
+    submission = add_submission(session, **kwargs)
+    return submission, settle_current(session, submission)
+
+
+def test_it_supersedes_the_older_submission_when_a_newer_one_arrives(db: Database) -> None:
+    with db.session() as s:
+        first, replaced_first = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2), status=S.INVALID)
+        second, replaced_second = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        assert replaced_first is None
+        assert replaced_second is first
+        assert (first.status, first.superseded_by_id) == (S.SUPERSEDED, second.id)
+        assert (second.status, second.superseded_by_id) == (S.ACCEPTED, None)
+        # The older one stays in the history with its own verdict.
+        assert first.content_status is S.INVALID
+
+
+def test_it_keeps_the_newest_current_when_an_older_mail_is_processed_last(db: Database) -> None:
+    with db.session() as s:
+        newer, _ = store(s, unit="青岛市总工会", arrived_at=before_deadline(hours=2), status=S.INCOMPLETE)
+        older, replaced = store(s, unit="青岛市总工会", arrived_at=before_deadline(hours=5))
+        assert replaced is None
+        assert (older.status, older.superseded_by_id) == (S.SUPERSEDED, newer.id)
+        assert newer.status is S.INCOMPLETE
+        assert current_submissions(s)["青岛市总工会"] is newer
+
+
+def test_it_makes_a_late_resubmission_current_and_keeps_it_late(db: Database) -> None:
+    with db.session() as s:
+        on_time, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        late, replaced = store(s, unit="济南市总工会", arrived_at=before_deadline(hours=-3))
+        assert replaced is on_time
+        assert on_time.status is S.SUPERSEDED
+        assert (late.status, late.late) == (S.ACCEPTED, True)
+
+
+def test_it_never_lets_ignored_mail_supersede_anything(db: Database) -> None:
+    with db.session() as s:
+        real, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        auto_reply, replaced = store(s, unit="济南市总工会", arrived_at=before_deadline(hours=1), status=S.IGNORED)
+        assert replaced is None
+        assert (real.status, auto_reply.status) == (S.ACCEPTED, S.IGNORED)
+
+
+def test_it_marks_a_submission_without_a_unit_unmatched(db: Database) -> None:
+    with db.session() as s:
+        orphan, replaced = store(s, unit=None, arrived_at=before_deadline(days=1), status=S.INCOMPLETE)
+        assert (replaced, orphan.status, orphan.content_status) == (None, S.UNMATCHED, S.INCOMPLETE)
+
+
+def test_assigning_an_unmatched_submission_records_who_and_when_and_settles_the_unit(
+    db: Database, registry: UnitRegistry
+) -> None:
+    with db.session() as s:
+        earlier, _ = store(s, unit="山东省教育工会", arrived_at=before_deadline(days=3))
+        orphan, _ = store(s, unit=None, arrived_at=before_deadline(days=1))
+        orphan_id = orphan.id
+    with db.session() as s:
+        assigned = assign(s, orphan_id, "省教育工会", by="wang", now=NOW, registry=registry)
+        assert (assigned.unit, assigned.unit_source, assigned.assigned_by) == ("山东省教育工会", "staff", "wang")
+        assert assigned.assigned_at == NOW
+        assert assigned.status is S.ACCEPTED
+        assert s.get(Submission, earlier.id).status is S.SUPERSEDED
+
+
+def test_reassigning_a_submission_gives_its_old_unit_back_its_previous_current(
+    db: Database, registry: UnitRegistry
+) -> None:
+    with db.session() as s:
+        mine, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=3))
+        misread, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        assign(s, misread.id, "青岛市总工会", by="li", now=NOW, registry=registry)
+        assert (mine.status, mine.superseded_by_id) == (S.ACCEPTED, None)
+        assert misread.status is S.ACCEPTED
+        assert set(current_submissions(s)) == {"济南市总工会", "青岛市总工会"}
+
+
+@pytest.mark.parametrize(
+    ("submission_id", "unit", "words"),
+    [(999, "济南市总工会", "999"), (None, "火星工会", "火星工会")],
+)
+def test_assign_raises_a_chinese_tracking_error_for_unknown_ids_and_units(
+    db: Database, registry: UnitRegistry, submission_id: int | None, unit: str, words: str
+) -> None:
+    with db.session() as s:
+        orphan, _ = store(s, unit=None, arrived_at=before_deadline(days=1))
+        with pytest.raises(TrackingError, match=words):
+            assign(s, submission_id or orphan.id, unit, by="wang", now=NOW, registry=registry)
+
+
+def test_assign_refuses_ignored_mail(db: Database, registry: UnitRegistry) -> None:
+    with db.session() as s:
+        spam, _ = store(s, unit=None, arrived_at=before_deadline(days=1), status=S.IGNORED)
+        with pytest.raises(TrackingError, match="忽略"):
+            assign(s, spam.id, "济南市总工会", by="wang", now=NOW + timedelta(hours=1), registry=registry)
