@@ -1,0 +1,218 @@
+"""Where every registered unit stands, from its current submission; the terminal table.
+
+The state labels, kind labels and local-time format live here and are shared by the
+digest and the consolidated workbook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from config.settings import Settings, UnitKind
+from intake.tracking import current_submissions, unmatched_submissions
+from storage.models import Submission, SubmissionStatus
+
+
+class UnitState(StrEnum):
+    MISSING = "missing"
+    ACCEPTED = "accepted"
+    ACCEPTED_LATE = "accepted_late"
+    INCOMPLETE = "incomplete"
+    INVALID = "invalid"
+
+
+STATE_LABELS = {
+    UnitState.ACCEPTED: "已受理",
+    UnitState.ACCEPTED_LATE: "逾期受理",
+    UnitState.INCOMPLETE: "材料不全",
+    UnitState.INVALID: "需修改",
+    UnitState.MISSING: "未报送",
+}
+KIND_LABELS = {UnitKind.CITY: "城市", UnitKind.INDUSTRY: "产业", UnitKind.ORGAN: "机关", UnitKind.ENTERPRISE: "企业"}
+STATE_COLOURS = {
+    UnitState.ACCEPTED: "green",
+    UnitState.ACCEPTED_LATE: "cyan",
+    UnitState.INCOMPLETE: "yellow",
+    UnitState.INVALID: "red",
+    UnitState.MISSING: "bright_black",
+}
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def local_time(moment: datetime | None, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime(TIME_FORMAT) if moment else ""
+
+
+def state_of(submission: Submission | None) -> UnitState:
+    if submission is None:
+        return UnitState.MISSING
+    if submission.status is SubmissionStatus.ACCEPTED:
+        return UnitState.ACCEPTED_LATE if submission.late else UnitState.ACCEPTED
+    if submission.status is SubmissionStatus.INCOMPLETE:
+        return UnitState.INCOMPLETE
+    return UnitState.INVALID
+
+
+@dataclass
+class BoardRow:
+    name: str
+    kind: UnitKind
+    state: UnitState
+    submission_id: int | None = None
+    arrived_at: datetime | None = None
+    late: bool = False
+    problems: int = 0
+    form1_rows: int = 0
+    form2_rows: int = 0
+
+
+@dataclass
+class UnmatchedRow:
+    submission_id: int
+    sender: str | None
+    subject: str | None
+    sheet_unit: str | None
+    arrived_at: datetime
+
+
+@dataclass
+class FormCount:
+    units: int = 0  # units whose current submission has rows of this form
+    rows: int = 0
+
+
+@dataclass
+class Board:
+    rows: list[BoardRow]
+    counts: dict[UnitState, int]
+    by_kind: dict[UnitKind, dict[UnitState, int]]
+    by_form: dict[int, FormCount]
+    unmatched: list[UnmatchedRow]
+    timezone: ZoneInfo
+    campaign: str = ""
+    # The current submissions behind the rows, for the digest and workbook (not exported).
+    current: dict[str, Submission] = field(default_factory=dict, repr=False)
+
+    def rows_in(self, *states: UnitState) -> list[BoardRow]:
+        return [row for row in self.rows if row.state in states]
+
+
+def build_board(session: Session, settings: Settings) -> Board:
+    current = current_submissions(session)
+    rows: list[BoardRow] = []
+    counts = dict.fromkeys(UnitState, 0)
+    by_kind = {kind: dict.fromkeys(UnitState, 0) for kind in UnitKind}
+    by_form = {1: FormCount(), 2: FormCount()}
+    for unit in settings.units:
+        submission = current.get(unit.name)
+        row = BoardRow(unit.name, unit.kind, state_of(submission))
+        if submission is not None:
+            row.submission_id = submission.id
+            row.arrived_at = submission.message.arrived_at
+            row.late = submission.late
+            row.problems = len(submission.problems)
+            row.form1_rows = len(submission.form1_rows)
+            row.form2_rows = len(submission.form2_rows)
+            for number, count in ((1, row.form1_rows), (2, row.form2_rows)):
+                by_form[number].units += count > 0
+                by_form[number].rows += count
+        rows.append(row)
+        counts[row.state] += 1
+        by_kind[unit.kind][row.state] += 1
+    unmatched = [
+        UnmatchedRow(s.id, s.message.from_address, s.message.subject, s.sheet_unit, s.message.arrived_at)
+        for s in unmatched_submissions(session)
+    ]
+    registered = {unit.name for unit in settings.units}
+    return Board(
+        rows=rows,
+        counts=counts,
+        by_kind=by_kind,
+        by_form=by_form,
+        unmatched=unmatched,
+        timezone=ZoneInfo(settings.digest.timezone),
+        campaign=settings.campaign.name,
+        current={name: s for name, s in current.items() if name in registered},
+    )
+
+
+def board_as_dict(board: Board) -> dict:
+    """Plain JSON-ready data: `intake status --json` and the export's "units" list."""
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.astimezone(board.timezone).isoformat() if moment else None
+
+    return {
+        "campaign": board.campaign,
+        "units": [
+            {
+                "name": row.name,
+                "kind": row.kind.value,
+                "state": row.state.value,
+                "submission_id": row.submission_id,
+                "arrived_at": iso(row.arrived_at),
+                "late": row.late,
+                "problems": row.problems,
+                "form1_rows": row.form1_rows,
+                "form2_rows": row.form2_rows,
+            }
+            for row in board.rows
+        ],
+        "counts": {state.value: n for state, n in board.counts.items()},
+        "by_kind": {kind.value: {s.value: n for s, n in states.items()} for kind, states in board.by_kind.items()},
+        "by_form": {str(number): {"units": c.units, "rows": c.rows} for number, c in board.by_form.items()},
+        "unmatched": [
+            {
+                "submission_id": u.submission_id,
+                "sender": u.sender,
+                "subject": u.subject,
+                "sheet_unit": u.sheet_unit,
+                "arrived_at": iso(u.arrived_at),
+            }
+            for u in board.unmatched
+        ],
+    }
+
+
+def render_board(board: Board, console: Console) -> None:
+    """The board as a Chinese table; rich drops the colour where the terminal has none."""
+    table = Table(title=f"{board.campaign} 报送情况" if board.campaign else "报送情况", header_style="bold")
+    for label, justify in (("单位", "left"), ("类别", "left"), ("状态", "left"), ("到达时间", "left"), ("问题数", "right")):
+        table.add_column(label, justify=justify)
+    for row in board.rows:
+        colour = STATE_COLOURS[row.state]
+        table.add_row(
+            escape(row.name),
+            KIND_LABELS[row.kind],
+            f"[{colour}]{STATE_LABELS[row.state]}[/]",
+            local_time(row.arrived_at, board.timezone),
+            str(row.problems) if row.submission_id else "",
+        )
+    console.print(table)
+    console.print(
+        "合计："
+        + "，".join(f"[{STATE_COLOURS[s]}]{STATE_LABELS[s]} {board.counts[s]}[/]" for s in STATE_LABELS)
+        + f"（共 {len(board.rows)} 个单位）"
+    )
+    for kind, states in board.by_kind.items():
+        total = sum(states.values())
+        if total:
+            done = states[UnitState.ACCEPTED] + states[UnitState.ACCEPTED_LATE]
+            console.print(f"  {KIND_LABELS[kind]}：已受理 {done}/{total}，未报送 {states[UnitState.MISSING]}")
+    for number, count in board.by_form.items():
+        console.print(f"  表{number}：{count.units} 个单位报送 {count.rows} 个项目")
+    if board.unmatched:
+        console.print(f"[bold red]未识别单位的邮件 {len(board.unmatched)} 封[/]（请用 intake assign 指定单位）：")
+        for u in board.unmatched:
+            console.print(
+                f"  #{u.submission_id} {local_time(u.arrived_at, board.timezone)} "
+                + escape(f"{u.sender or ''} {u.subject or ''}")
+            )
