@@ -1,0 +1,62 @@
+"""Content-addressed, fsync'd storage for raw mail and attachments.
+
+A file's name is its sha256, never anything a sender chose, so no filename can escape
+the archive and the same bytes are stored once however often they arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Archive:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, area: str, digest: str) -> Path:
+        return self.root / area / digest[:2] / digest
+
+    def store(self, area: str, data: bytes) -> str:
+        """Write data durably under its sha256 and return the digest (idempotent)."""
+        digest = sha256_hex(data)
+        target = self.path(area, digest)
+        if target.exists() and target.stat().st_size == len(data):
+            return digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        return digest
+
+    def read(self, area: str, digest: str) -> bytes:
+        data = self.path(area, digest).read_bytes()
+        if sha256_hex(data) != digest:
+            raise OSError(f"archive file {digest} is corrupt")
+        return data
+
+    def exists(self, area: str, digest: str) -> bool:
+        return self.path(area, digest).exists()
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is only durable once the directory entry is on disk too.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

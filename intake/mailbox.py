@@ -1,0 +1,175 @@
+"""The IMAP side: log in the way real servers need it, list new UIDs, fetch raw mail, IDLE.
+
+Everything here is I/O against the server; what a message *means* is decided elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import imaplib
+import logging
+import re
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
+from imap_tools.errors import MailboxLoginError
+
+from config.settings import MailboxSettings, Security
+from intake import __version__
+
+log = logging.getLogger(__name__)
+
+imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
+imaplib.Commands.setdefault("MOVE", ("SELECTED",))
+
+FETCH_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+_UID = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+# Some servers (and every NetEase one) refuse very long UID sets; batches stay well below.
+NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, ssl.SSLError, TimeoutError)
+
+
+class MailboxError(Exception):
+    """The mailbox could not be reached or answered something we did not expect."""
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes
+    arrived_at: dt.datetime  # INTERNALDATE: when the server received it
+
+
+@dataclass(frozen=True)
+class FolderState:
+    name: str
+    uidvalidity: int
+    uidnext: int | None
+    exists: int
+
+
+def _mailbox_class(settings: MailboxSettings) -> BaseMailBox:
+    timeout = settings.timeout_seconds
+    if settings.security is Security.SSL:
+        return MailBox(settings.host, settings.port, timeout=timeout)
+    if settings.security is Security.STARTTLS:
+        return MailBoxStartTls(settings.host, settings.port, timeout=timeout)
+    return MailBoxUnencrypted(settings.host, settings.port, timeout=timeout)
+
+
+def send_id(mailbox: BaseMailBox) -> None:
+    """RFC 2971 ID: NetEase (163/126/yeah.net) answer SELECT with "Unsafe Login" without it."""
+    client = mailbox.client
+    if b"ID" not in {cap.encode() if isinstance(cap, str) else cap for cap in client.capabilities}:
+        log.debug("server does not advertise ID; sending it anyway is harmless")
+    fields = f'("name" "intake" "version" "{__version__}" "vendor" "intake")'
+    typ, data = client._simple_command("ID", fields)  # noqa: SLF001 - imaplib has no ID wrapper
+    if typ != "OK":
+        log.warning("IMAP ID was refused: %s", data)
+
+
+@contextmanager
+def open_mailbox(settings: MailboxSettings) -> Iterator[BaseMailBox]:
+    """A logged-in mailbox with ID sent and no folder selected yet."""
+    mailbox = None
+    try:
+        mailbox = _mailbox_class(settings)
+        mailbox.login(settings.username, settings.password.get_secret_value(), initial_folder=None)
+        send_id(mailbox)
+    except MailboxLoginError as err:
+        raise MailboxError(f"登录邮箱 {settings.username}@{settings.host} 失败：{err}") from err
+    except NETWORK_ERRORS as err:
+        raise MailboxError(f"无法连接邮箱服务器 {settings.host}:{settings.port}：{err}") from err
+    try:
+        yield mailbox
+    finally:
+        try:
+            mailbox.logout()
+        except Exception:  # noqa: BLE001 - the connection may already be gone
+            pass
+
+
+def select(mailbox: BaseMailBox, folder: str) -> FolderState:
+    client = mailbox.client
+    typ, data = client.select(_quote(folder), readonly=False)
+    if typ != "OK":
+        raise MailboxError(f"无法打开文件夹 {folder}：{data}")
+    uidvalidity = _untagged_int(client, "UIDVALIDITY")
+    if uidvalidity is None:
+        raise MailboxError(f"服务器没有返回文件夹 {folder} 的 UIDVALIDITY")
+    return FolderState(
+        name=folder,
+        uidvalidity=uidvalidity,
+        uidnext=_untagged_int(client, "UIDNEXT"),
+        exists=int(data[0]) if data and data[0] else 0,
+    )
+
+
+def _untagged_int(client: imaplib.IMAP4, name: str) -> int | None:
+    _, values = client.response(name)
+    for value in values or []:
+        if value:
+            return int(value)
+    return None
+
+
+def _quote(folder: str) -> str:
+    from imap_tools.imap_utf7 import utf7_encode
+
+    encoded = utf7_encode(folder).decode()
+    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def uids_after(mailbox: BaseMailBox, last_uid: int) -> list[int]:
+    """UIDs strictly above last_uid ("n:*" always matches the newest message, so filter)."""
+    typ, data = mailbox.client.uid("SEARCH", f"UID {last_uid + 1}:*")
+    if typ != "OK":
+        raise MailboxError(f"UID SEARCH 失败：{data}")
+    found = [int(x) for x in (data[0] or b"").split()]
+    return sorted(uid for uid in found if uid > last_uid)
+
+
+def fetch(mailbox: BaseMailBox, uids: list[int]) -> Iterator[FetchedMessage]:
+    """Raw bytes, UID and INTERNALDATE for these UIDs; peeks, so nothing is marked read."""
+    if not uids:
+        return
+    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), FETCH_ITEMS)
+    if typ != "OK":
+        raise MailboxError(f"UID FETCH 失败：{data}")
+    for item in data:
+        if not isinstance(item, tuple) or len(item) < 2:
+            continue  # the closing ")" of each response, or an unsolicited FLAGS line
+        meta, raw = item[0], item[1]
+        uid_match, date_match = _UID.search(meta), _INTERNALDATE.search(meta)
+        if not uid_match or not date_match:
+            raise MailboxError(f"服务器返回的 FETCH 响应缺少 UID 或 INTERNALDATE：{meta[:200]!r}")
+        yield FetchedMessage(
+            uid=int(uid_match.group(1)),
+            raw=raw,
+            arrived_at=parse_internaldate(date_match.group(1).decode()),
+        )
+
+
+def parse_internaldate(value: str) -> dt.datetime:
+    """'25-Feb-2024 16:59:59 +0800' -> aware datetime (the server's own clock and zone)."""
+    return dt.datetime.strptime(value.strip(), "%d-%b-%Y %H:%M:%S %z")
+
+
+def move(mailbox: BaseMailBox, uid: int, destination: str) -> None:
+    """MOVE where the server has it; COPY + \\Deleted + UID EXPUNGE of just this UID otherwise."""
+    if not mailbox.folder.exists(destination):
+        mailbox.folder.create(destination)
+    mailbox.move(str(uid), destination)
+
+
+def idle_wait(mailbox: BaseMailBox, seconds: float) -> bool:
+    """Block in IDLE until the server reports new mail or the timeout passes."""
+    responses = mailbox.idle.wait(timeout=seconds)
+    return any(b"EXISTS" in line or b"RECENT" in line for line in responses)
+
+
+def supports_idle(mailbox: BaseMailBox) -> bool:
+    return "IDLE" in {str(cap).upper() for cap in mailbox.client.capabilities}

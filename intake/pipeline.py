@@ -1,0 +1,332 @@
+"""One message, from raw bytes to a stored verdict and a queued reply.
+
+`record_message` archives and records (nothing is parsed before the bytes are safe on
+disk); `process_message` parses, decides and stores in one transaction together with the
+reply row. Both are idempotent: running either again after a crash at any point ends in
+the same state. Nothing here knows where the mail came from (IMAP, a Maildir, a test).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from intake.app import App
+from intake.authenticity import check_sender, sender_problem
+from intake.decide import completeness, content_status, is_late, sheet_units
+from intake.mime import ParsedMail, parse_mail
+from intake.tracking import settle_current
+from intake.unpack import unpack_zip, unsupported_archive
+from notifications.loops import no_reply_reason
+from notifications.replies import queue_reply, reply_kind
+from parsers.crosscheck import cross_check, seal_verdict
+from parsers.filetypes import detect_kind
+from parsers.model import FileKind, FileReport, Form1Row, Problem, ProblemCode
+from storage.models import (
+    Form1Record,
+    Form2Record,
+    Message,
+    MessageState,
+    ProblemRecord,
+    ReplyKind,
+    StoredFile,
+    Submission,
+    SubmissionStatus,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# Reasons for no reply that mean "a machine wrote this", as opposed to "we do not know you".
+NOT_AUTOMATIC = {"unknown_sender_no_attachments"}
+REVIEW_CODES = {
+    ProblemCode.SEAL_NOT_FOUND,
+    ProblemCode.PDF_MISMATCH,
+    ProblemCode.UNIT_MISMATCH,
+    ProblemCode.SENDER_UNVERIFIED,
+    ProblemCode.UNSUPPORTED_FILE,
+}
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a message sits: an IMAP folder and UID, or a Maildir file key."""
+
+    account: str
+    folder: str
+    uidvalidity: int | None = None
+    uid: int | None = None
+    source_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message_pk: int
+    state: MessageState
+    status: SubmissionStatus | None = None
+    reply: ReplyKind | None = None
+    late: bool | None = None
+    unit: str | None = None
+
+
+def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> tuple[Message, bool]:
+    """Archive the raw bytes durably, then record the message. Returns (row, created)."""
+    digest = app.archive.store("mail", raw)
+    headers = _headers_for_ledger(raw)
+    with app.db.session() as session:
+        existing = _at_location(session, location)
+        if existing is not None:
+            return existing, False
+        same = session.scalars(
+            select(Message)
+            .where(Message.account == location.account, Message.folder == location.folder, Message.sha256 == digest)
+            .order_by(Message.id)
+        ).all()
+        stale = [m for m in same if location.uidvalidity is not None and m.uidvalidity != location.uidvalidity]
+        if stale:
+            # The server renumbered the folder (UIDVALIDITY changed): same mail, new address.
+            stale[0].uidvalidity, stale[0].uid = location.uidvalidity, location.uid
+            return stale[0], False
+        earlier = same[0] if same else None
+        message = Message(
+            account=location.account,
+            folder=location.folder,
+            uidvalidity=location.uidvalidity,
+            uid=location.uid,
+            source_key=location.source_key,
+            sha256=digest,
+            size=len(raw),
+            arrived_at=arrived_at,
+            state=MessageState.DUPLICATE if earlier is not None else MessageState.ARCHIVED,
+            duplicate_of_id=earlier.id if earlier is not None else None,
+            **headers,
+        )
+        session.add(message)
+        session.flush()
+        return message, True
+
+
+def _at_location(session, location: Location) -> Message | None:  # noqa: ANN001
+    query = select(Message).where(Message.account == location.account, Message.folder == location.folder)
+    if location.source_key is not None:
+        query = query.where(Message.source_key == location.source_key)
+    else:
+        query = query.where(Message.uidvalidity == location.uidvalidity, Message.uid == location.uid)
+    return session.scalars(query).first()
+
+
+def _headers_for_ledger(raw: bytes) -> dict:
+    try:
+        mail = parse_mail(raw)
+    except Exception:  # noqa: BLE001 - the ledger must record even mail we cannot read
+        log.exception("could not read headers; recording the message without them")
+        return {}
+    return {
+        "message_id": mail.message_id,
+        "from_name": mail.from_name[:500] or None,
+        "from_address": mail.from_address,
+        "to": mail.to[:2000] or None,
+        "subject": mail.subject[:2000] or None,
+        "date_header": mail.date_header,
+    }
+
+
+def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcome:
+    """Parse, decide and store one archived message; quarantine it if that fails."""
+    with app.db.session() as session:
+        message = session.get(Message, message_pk)
+        if message is None:
+            raise LookupError(f"no message {message_pk}")
+        if message.state is not MessageState.ARCHIVED and not (force and message.state is not MessageState.DUPLICATE):
+            return _outcome(message)
+        digest, arrived_at = message.sha256, message.arrived_at
+    try:
+        raw = app.archive.read("mail", digest)
+        mail = parse_mail(raw)
+        reports, unpack_problems = _read_attachments(app, mail, len(raw))
+        return _store(app, message_pk, raw, mail, arrived_at, reports, unpack_problems)
+    except Exception as err:  # noqa: BLE001 - one bad message must never block the rest
+        log.exception("message %s quarantined", message_pk)
+        with app.db.session() as session:
+            message = session.get(Message, message_pk)
+            message.state = MessageState.QUARANTINED
+            message.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"[:10000]
+            message.processed_at = utcnow()
+            return _outcome(message)
+
+
+def ingest(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> Outcome:
+    message, _created = record_message(app, raw, arrived_at, location)
+    return process_message(app, message.id)
+
+
+def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[FileReport], list[Problem]]:
+    limits = app.settings.limits
+    if raw_size > limits.max_message_bytes:
+        return [], [Problem(ProblemCode.TOO_LARGE, f"邮件大小 {raw_size // (1024 * 1024)} MB 超过上限，附件未读取，请压缩或分开发送。")]
+    problems: list[Problem] = []
+    files: list[tuple[str, bytes, str | None]] = []
+    for attachment in mail.attachments:
+        if attachment.content_type in ("text/calendar", "application/ms-tnef") or attachment.name.lower() == "winmail.dat":
+            problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请或 Outlook 专用格式），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
+            continue
+        if (problem := unsupported_archive(attachment.name)) is not None:
+            problems.append(problem)
+            continue
+        if detect_kind(attachment.data, attachment.name) is FileKind.ZIP:
+            unpacked = unpack_zip(attachment.data, attachment.name, limits)
+            problems.extend(unpacked.problems)
+            files.extend((m.name, m.data, m.parent) for m in unpacked.members)
+        else:
+            files.append((attachment.name, attachment.data, None))
+    reports = []
+    for name, data, parent in files:
+        app.archive.store("files", data)
+        reports.append(app.worker.parse(data, name, parent))
+    return reports, problems
+
+
+def _store(
+    app: App,
+    message_pk: int,
+    raw: bytes,
+    mail: ParsedMail,
+    arrived_at: dt.datetime,
+    reports: list[FileReport],
+    unpack_problems: list[Problem],
+) -> Outcome:
+    settings = app.settings
+    has_files = bool(reports) or bool(unpack_problems)
+    sender_match = app.registry.match(sender=mail.from_address, sheet_units=[], subject=None, body=None)
+    reason = no_reply_reason(
+        mail.message,
+        sender=mail.from_address,
+        our_addresses=app.our_addresses,
+        known_sender=sender_match.source == "sender",
+        has_attachments=has_files,
+    )
+    verdict = check_sender(
+        raw,
+        from_address=mail.from_address,
+        trusted_authserv_ids=settings.authenticity.trusted_authserv_ids,
+        verify_dkim=settings.authenticity.verify_dkim,
+    )
+    with app.db.session() as session:
+        message = session.get(Message, message_pk)
+        message.auth_results = verdict.as_dict()
+        submission = message.submission or Submission(message_pk=message_pk)
+        _reset(submission)
+        late = is_late(arrived_at, settings.campaign.deadline)
+        if not has_files and (reason is not None):
+            status = SubmissionStatus.IGNORED
+            _fill(submission, status=status, late=late, reply=ReplyKind.NONE, suppressed=reason)
+            session.add(submission)
+            settle_current(session, submission)
+        else:
+            done = completeness(reports)
+            match = app.registry.match(
+                sender=mail.from_address, sheet_units=sheet_units(reports), subject=mail.subject, body=mail.body_text
+            )
+            problems = [*unpack_problems, *(p for r in reports for p in r.problems), *cross_check(reports)]
+            problems += [*done.problems, *match.problems]
+            if settings.authenticity.require and (unverified := sender_problem(verdict, mail.from_address)):
+                problems.append(unverified)
+            status = content_status(problems, has_pdf=done.has_pdf, has_editable=done.has_editable, attachments=len(reports))
+            reply = ReplyKind.NONE if reason else reply_kind(status, late)
+            _fill(submission, status=status, late=late, reply=reply, suppressed=reason)
+            submission.unit = match.unit.name if match.unit else None
+            submission.unit_source = match.source
+            submission.sheet_unit = (sheet_units(reports) or [None])[0]
+            submission.has_pdf, submission.has_editable = done.has_pdf, done.has_editable
+            submission.seal = seal_verdict(reports)
+            _attach(submission, reports, problems)
+            submission.needs_review = (
+                late
+                or reason is not None
+                or status is SubmissionStatus.INVALID
+                or submission.unit is None
+                or any(p.code in REVIEW_CODES for p in problems)
+            )
+            session.add(submission)
+            session.flush()
+            replaced = settle_current(session, submission)
+            if reply is not ReplyKind.NONE:
+                queue_reply(session, submission, original=mail.message, settings=settings, replaces=replaced)
+        message.state = MessageState.PROCESSED
+        message.processed_at = utcnow()
+        message.error = None
+        session.flush()
+        return _outcome(message)
+
+
+def _reset(submission: Submission) -> None:
+    """Reprocessing replaces what a submission holds but keeps its id (replies point at it)."""
+    submission.files.clear()
+    submission.problems.clear()
+    submission.form1_rows.clear()
+    submission.form2_rows.clear()
+    submission.superseded_by_id = None
+
+
+def _fill(submission: Submission, *, status: SubmissionStatus, late: bool, reply: ReplyKind, suppressed: str | None) -> None:
+    submission.status = submission.content_status = status
+    submission.late = late
+    submission.reply = reply
+    submission.reply_suppressed = suppressed
+    if status is SubmissionStatus.IGNORED:
+        submission.unit = submission.unit_source = submission.sheet_unit = None
+        submission.has_pdf = submission.has_editable = False
+        submission.seal = None
+        submission.needs_review = False
+
+
+def _attach(submission: Submission, reports: list[FileReport], problems: list[Problem]) -> None:
+    for report in reports:
+        submission.files.append(
+            StoredFile(
+                name=report.name,
+                kind=report.kind.value,
+                sha256=report.sha256,
+                size=report.size,
+                parent=report.parent,
+                pdf_pages=report.pdf.pages if report.pdf else None,
+                seal=report.pdf.seal if report.pdf else None,
+            )
+        )
+    for problem in problems:
+        submission.problems.append(
+            ProblemRecord(
+                code=problem.code.value,
+                severity=problem.severity.value,
+                message=problem.message,
+                file=problem.file,
+                cell=problem.cell,
+            )
+        )
+    ordinal = {1: 0, 2: 0}
+    for report in reports:
+        for form in report.forms:
+            for row in form.rows:
+                ordinal[form.form] += 1
+                fields = dict(vars(row))
+                if isinstance(row, Form1Row):
+                    submission.form1_rows.append(Form1Record(ordinal=ordinal[1], **fields))
+                else:
+                    submission.form2_rows.append(Form2Record(ordinal=ordinal[2], **fields))
+
+
+def _outcome(message: Message) -> Outcome:
+    submission = message.submission
+    return Outcome(
+        message_pk=message.id,
+        state=message.state,
+        status=submission.status if submission else None,
+        reply=submission.reply if submission else None,
+        late=submission.late if submission else None,
+        unit=submission.unit if submission else None,
+    )
+
