@@ -1,0 +1,215 @@
+"""The consolidated workbook staff forward upwards: both forms in the notice's layout.
+
+One sheet per form (title, 汇总单位 / 填写日期 line, the notice's headers after a leading
+报送单位 column, the rows of every unit's current submission, a live 合计 row), then
+报送情况 (each unit's state) and 问题清单 (every problem still open).
+
+Rows of unmatched submissions are left out of the form sheets: until staff name the
+unit, nobody can say whose projects they are. They are listed in 问题清单 instead.
+Rows of a current submission that is not (yet) accepted are included, with the state
+after the unit name and a tinted 报送单位 cell, so the totals show everything received.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from intake.board import KIND_LABELS, STATE_LABELS, Board, UnitState, build_board, local_time
+from intake.tracking import unmatched_submissions
+from parsers.forms import DATE_LABEL, FORM1, FORM2, TOTAL_LABEL, UNIT_LABEL, FormSpec, ValueType
+from parsers.model import Severity
+from storage.models import Submission
+
+UNIT_COLUMN = "报送单位"
+STATUS_SHEET = "报送情况"
+PROBLEMS_SHEET = "问题清单"
+HEADER_ROW = 3  # title, 汇总单位/填写日期, headers
+NUMBER_FORMATS = {ValueType.INT: "#,##0", ValueType.DECIMAL: "#,##0.00"}
+SEVERITY_LABELS = {Severity.ERROR.value: "错误", Severity.WARNING.value: "提示"}
+# The state is written after the unit name only where it is not plainly accepted.
+ROW_MARKS = {UnitState.ACCEPTED_LATE: "逾期", UnitState.INCOMPLETE: "材料不全", UnitState.INVALID: "需修改"}
+MARK_FILL = PatternFill("solid", fgColor="FFF2CC")
+HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
+THIN = Side(style="thin", color="000000")
+BORDER = Border(left=THIN, right=THIN, top=THIN, bottom=THIN)
+BODY_FONT = Font(name="宋体", size=11)
+BOLD_FONT = Font(name="宋体", size=11, bold=True)
+TITLE_FONT = Font(name="黑体", size=16, bold=True)
+WRAP = Alignment(wrap_text=True, vertical="center")
+CENTRE_WRAP = Alignment(horizontal="center", vertical="center", wrap_text=True)
+MIN_WIDTH, MAX_WIDTH, HEADER_WIDTH = 8, 40, 14
+
+
+def display_width(value: object) -> int:
+    """Columns a value needs: CJK and full-width characters take two."""
+    text = "" if value is None else str(value)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def sheet_title(spec: FormSpec) -> str:
+    return f"表{spec.number} {spec.short_title}"[:31]
+
+
+def build_workbook(session: Session, settings: Settings, *, now: datetime | None = None, board: Board | None = None) -> bytes:
+    """The .xlsx bytes; pass the board when the caller has built one already."""
+    board = board or build_board(session, settings)
+    now = now or datetime.now(UTC)
+    book = Workbook()
+    book.remove(book.active)
+    titles = {1: settings.campaign.form1_title, 2: settings.campaign.form2_title}
+    for spec in (FORM1, FORM2):
+        _form_sheet(book.create_sheet(sheet_title(spec)), spec, titles[spec.number], board, now)
+    _status_sheet(book.create_sheet(STATUS_SHEET), board)
+    _problems_sheet(book.create_sheet(PROBLEMS_SHEET), board, unmatched_submissions(session))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: datetime) -> None:
+    columns = spec.columns
+    last = len(columns) + 1
+    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=last)
+    ws.cell(1, 1, title).font = TITLE_FONT
+    ws.cell(1, 1).alignment = Alignment(horizontal="center", vertical="center")
+    ws.row_dimensions[1].height = 36
+    half = last // 2
+    ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=half)
+    ws.merge_cells(start_row=2, start_column=half + 1, end_row=2, end_column=last)
+    ws.cell(2, 1, f"{UNIT_LABEL}：").font = BODY_FONT
+    local = now.astimezone(board.timezone)
+    date_cell = ws.cell(2, half + 1, f"{DATE_LABEL}：{local.year}年{local.month}月{local.day}日")
+    date_cell.font = BODY_FONT
+    date_cell.alignment = Alignment(horizontal="right")
+
+    _header(ws, [UNIT_COLUMN, *(c.label for c in columns)])
+    widths = [display_width(UNIT_COLUMN)] + [0] * len(columns)
+    row_no = HEADER_ROW
+    for board_row in board.rows:
+        submission = board.current.get(board_row.name)
+        if submission is None:
+            continue
+        mark = ROW_MARKS.get(board_row.state)
+        unit_text = f"{board_row.name}（{mark}）" if mark else board_row.name
+        for record in submission.form1_rows if spec is FORM1 else submission.form2_rows:
+            row_no += 1
+            values = [unit_text, *(getattr(record, c.field) for c in columns)]
+            _body_row(ws, row_no, values, [None, *(NUMBER_FORMATS.get(c.type) for c in columns)])
+            if mark:
+                ws.cell(row_no, 1).fill = MARK_FILL
+            widths = [max(w, display_width(v)) for w, v in zip(widths, values, strict=True)]
+
+    total_row = row_no + 1
+    totals: list[object] = [TOTAL_LABEL]
+    for index, column in enumerate(columns, start=2):
+        if column.type is ValueType.TEXT:
+            totals.append(None)
+        elif row_no > HEADER_ROW:
+            letter = get_column_letter(index)
+            totals.append(f"=SUM({letter}{HEADER_ROW + 1}:{letter}{row_no})")
+        else:
+            totals.append(0)
+    _body_row(ws, total_row, totals, [None, *(NUMBER_FORMATS.get(c.type) for c in columns)], font=BOLD_FONT)
+    ws.cell(total_row, 1).alignment = CENTRE_WRAP
+
+    for index, (label, width) in enumerate(zip([UNIT_COLUMN, *(c.label for c in columns)], widths, strict=True), 1):
+        header_width = min(display_width(label), HEADER_WIDTH)  # headers wrap
+        ws.column_dimensions[get_column_letter(index)].width = max(MIN_WIDTH, min(MAX_WIDTH, max(width, header_width) + 2))
+    _page_setup(ws)
+
+
+def _status_sheet(ws: Worksheet, board: Board) -> None:
+    headers = ["序号", "单位", "类别", "状态", "到达时间", "是否逾期", "问题数", "表1项目数", "表2项目数", "报送编号"]
+    rows = [
+        [
+            i,
+            r.name,
+            KIND_LABELS[r.kind],
+            STATE_LABELS[r.state],
+            local_time(r.arrived_at, board.timezone),
+            "是" if r.late else "",
+            r.problems if r.submission_id else None,
+            r.form1_rows if r.submission_id else None,
+            r.form2_rows if r.submission_id else None,
+            r.submission_id,
+        ]
+        for i, r in enumerate(board.rows, 1)
+    ]
+    _table_sheet(ws, headers, rows)
+
+
+def _problems_sheet(ws: Worksheet, board: Board, unmatched: Sequence[Submission]) -> None:
+    headers = ["单位", "文件", "单元格", "级别", "代码", "问题"]
+    rows: list[list[object]] = []
+    for board_row in board.rows:
+        submission = board.current.get(board_row.name)
+        if submission is not None:
+            rows.extend(_problem_rows(board_row.name, submission))
+    for submission in unmatched:
+        who = f"未识别（{submission.message.from_address or '发件人不明'}）"
+        rows.append([who, None, None, "待处理", "unmatched", "无法确定报送单位，请用 intake assign 指定单位。"])
+        rows.extend(_problem_rows(who, submission))
+    _table_sheet(ws, headers, rows)
+
+
+def _problem_rows(unit: str, submission: Submission) -> Iterable[list[object]]:
+    for p in submission.problems:
+        yield [unit, p.file, p.cell, SEVERITY_LABELS.get(p.severity, p.severity), p.code, p.message]
+
+
+def _table_sheet(ws: Worksheet, headers: list[str], rows: list[list[object]]) -> None:
+    """A plain list sheet: header on row 1, filters, frozen header, widths from content."""
+    _header(ws, headers, row=1)
+    widths = [display_width(h) for h in headers]
+    for row_no, values in enumerate(rows, start=2):
+        _body_row(ws, row_no, values)
+        widths = [max(w, display_width(v)) for w, v in zip(widths, values, strict=True)]
+    for index, width in enumerate(widths, 1):
+        ws.column_dimensions[get_column_letter(index)].width = max(MIN_WIDTH, min(MAX_WIDTH + 20, width + 2))
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{max(len(rows) + 1, 2)}"
+    _page_setup(ws, header_rows=1)
+
+
+def _header(ws: Worksheet, labels: list[str], row: int = HEADER_ROW) -> None:
+    for col, label in enumerate(labels, 1):
+        cell = ws.cell(row, col, label)
+        cell.font, cell.alignment, cell.border, cell.fill = BOLD_FONT, CENTRE_WRAP, BORDER, HEADER_FILL
+    ws.row_dimensions[row].height = 45
+
+
+def _body_row(
+    ws: Worksheet,
+    row: int,
+    values: Sequence[object],
+    formats: Sequence[str | None] = (),
+    font: Font = BODY_FONT,
+) -> None:
+    for col, value in enumerate(values, 1):
+        cell = ws.cell(row, col, value)
+        cell.font, cell.alignment, cell.border = font, WRAP, BORDER
+        number_format = formats[col - 1] if col <= len(formats) else None
+        if number_format:
+            cell.number_format = number_format
+
+
+def _page_setup(ws: Worksheet, header_rows: int = HEADER_ROW) -> None:
+    """A4 landscape, one page wide, headers repeated, frozen under the header."""
+    ws.freeze_panes = ws.cell(header_rows + 1, 1)
+    ws.page_setup.orientation = ws.ORIENTATION_LANDSCAPE
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = f"1:{header_rows}"
+    ws.print_options.horizontalCentered = True
+    ws.page_margins.left = ws.page_margins.right = 0.4
