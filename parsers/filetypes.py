@@ -12,18 +12,22 @@ EXTENSIONS = {
     "xlsx": FileKind.XLSX, "xlsm": FileKind.XLSX, "xls": FileKind.XLS, "docx": FileKind.DOCX,
     "csv": FileKind.CSV, "pdf": FileKind.PDF, "zip": FileKind.ZIP,
 }
+# Legacy Word/WPS formats (OLE2 containers too) that no reader here understands.
+LEGACY_EXTENSIONS = frozenset({"doc", "dot", "wps", "wpt", "et", "ett"})
 
 
 def extension(name: str) -> str:
     return name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
-def _ooxml_kind(data: bytes) -> FileKind:
+def _ooxml_kind(data: bytes, ext: str) -> FileKind:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
     except (zipfile.BadZipFile, ValueError, OSError):
-        return FileKind.ZIP  # looks like a zip, is broken: the zip reader will say so
+        # Broken: a truncated workbook or document goes to its reader, which says so;
+        # anything else to the zip reader.
+        return EXTENSIONS[ext] if ext in ("xlsx", "xlsm", "docx") else FileKind.ZIP
     if "xl/workbook.xml" in names or "xl/workbook.bin" in names:
         return FileKind.XLSX
     if "word/document.xml" in names:
@@ -37,11 +41,13 @@ def detect_kind(data: bytes, name: str = "") -> FileKind:
     if data[:1024].lstrip().startswith(b"%PDF") or b"%PDF-" in data[:1024]:
         return FileKind.PDF
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _ooxml_kind(data)
+        return _ooxml_kind(data, ext)
     if head == OLE2:
         # An OLE2 container named .xlsx is usually an Office-encrypted workbook; the
         # spreadsheet reader tells the two apart and reports encrypted_file.
-        return FileKind.XLSX if ext in ("xlsx", "xlsm") else FileKind.XLS if ext != "doc" else FileKind.OTHER
+        if ext in LEGACY_EXTENSIONS:
+            return FileKind.OTHER
+        return FileKind.XLSX if ext in ("xlsx", "xlsm") else FileKind.XLS
     if head[:3] in (b"\xff\xd8\xff",) or head.startswith(b"\x89PNG") or head[:4] in (b"II*\x00", b"MM\x00*"):
         return FileKind.IMAGE
     if ext == "csv" and _looks_like_text(data):

@@ -1,0 +1,95 @@
+"""parse_file: one attachment's bytes in, one FileReport out; it never raises.
+
+The kind comes from the bytes (parsers.filetypes), not the name. Editable kinds go to the
+readers and form recognition, PDFs to parsers.pdf; whatever a reader cannot handle
+becomes a coded problem naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from config.settings import LimitsSettings, ParsingSettings
+from parsers.filetypes import LEGACY_EXTENSIONS, detect_kind, extension
+from parsers.grid import FileRejected, Grid
+from parsers.model import FileKind, FileReport, FormTable, Problem, ProblemCode
+
+log = logging.getLogger(__name__)
+
+CLAIMED = {"xlsx", "xlsm", "xls", "docx", "csv", "pdf"}  # extensions that promise a readable file
+EXECUTABLE = (b"MZ", b"\x7fELF")
+
+
+def parse_file(data: bytes, name: str, *, limits: LimitsSettings, parsing: ParsingSettings,
+               parent: str | None = None) -> FileReport:
+    kind = FileKind.OTHER
+    try:
+        kind = detect_kind(data, name)
+    except Exception:  # a broken file must still produce a report
+        log.exception("detect_kind failed for %s", name)
+    report = FileReport(name=name, kind=kind, sha256=hashlib.sha256(data).hexdigest(), size=len(data), parent=parent)
+    if len(data) > limits.max_file_bytes:
+        report.problems.append(_problem(ProblemCode.TOO_LARGE, name, f"文件大小超过 {limits.max_file_bytes // (1024 * 1024)} MB，"
+                                                                     "超出处理上限，请压缩或拆分后重新发送。"))
+        return report
+    try:
+        if kind.editable:
+            report.forms, report.problems = read_forms(data, name, kind, limits)
+        elif kind is FileKind.PDF:
+            from parsers.pdf import inspect_pdf  # written alongside; imported only when needed
+
+            report.pdf, report.problems = inspect_pdf(data, name, parsing=parsing, limits=limits)
+        elif kind is FileKind.OTHER:
+            report.problems = _other(data, name)
+    except Exception:
+        log.exception("reading %s failed", name)
+        report.problems = [_problem(ProblemCode.UNREADABLE_FILE, name, "文件无法读取，可能已损坏，请检查后重新发送。")]
+    return report
+
+
+def read_forms(data: bytes, name: str, kind: FileKind, limits: LimitsSettings) -> tuple[list[FormTable], list[Problem]]:
+    """The forms in an editable file and the problems found in them."""
+    from parsers.recognize import find_layouts
+    from parsers.validate import build_tables
+
+    try:
+        grids = _read_grids(data, name, kind, limits)
+    except FileRejected as rejected:
+        return [], [_problem(rejected.code, name, rejected.reason + "。")]
+    layouts = find_layouts(grids)
+    if not layouts:
+        looked = "、".join(g.name for g in grids) or "无"
+        return [], [_problem(ProblemCode.UNKNOWN_LAYOUT, name, f"未找到竞赛项目汇总表的表头（已查看：{looked}），"
+                                                               "请按通知所附表样填写。")]
+    return build_tables(layouts, name)
+
+
+def _read_grids(data: bytes, name: str, kind: FileKind, limits: LimitsSettings) -> list[Grid]:
+    if kind is FileKind.DOCX:
+        from parsers.wordtables import read_document
+
+        return read_document(data, limits)
+    if kind is FileKind.CSV:
+        from parsers.csvfile import read_csv
+
+        return read_csv(data, name, limits)
+    from parsers.spreadsheet import read_workbook
+
+    return read_workbook(data, kind, limits)
+
+
+def _other(data: bytes, name: str) -> list[Problem]:
+    ext = extension(name)
+    if data.startswith(EXECUTABLE) and ext in CLAIMED | LEGACY_EXTENSIONS:
+        return [_problem(ProblemCode.UNSAFE_FILE, name, "实际是可执行程序，已拒收。")]
+    if ext in LEGACY_EXTENSIONS:
+        return [_problem(ProblemCode.UNSUPPORTED_FILE, name, "是旧版 Word/WPS 格式，系统无法读取，"
+                                                             "请另存为 xlsx（Excel 工作簿）后重新发送。")]
+    if ext in CLAIMED:
+        return [_problem(ProblemCode.UNREADABLE_FILE, name, f"扩展名为 .{ext}，但内容不是有效的该类文件，无法读取。")]
+    return []
+
+
+def _problem(code: ProblemCode, name: str, text: str) -> Problem:
+    return Problem(code, f"《{name}》{text}", name)

@@ -1,0 +1,121 @@
+"""Header text as people type it, reduced to one spelling so labels can be compared.
+
+`预计初\n赛人数（人）` and `预计初赛人数(人)` are the same header; so are `合 计` and `合计`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from parsers.forms import DATE_LABEL, FORMS, TOTAL_LABEL, UNIT_LABEL, Column, FormSpec
+
+# Brackets and punctuation that NFKC leaves apart but people use interchangeably.
+_PUNCT = str.maketrans({"【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")", "﹙": "(", "﹚": ")",
+                        "〈": "(", "〉": ")", "《": "(", "》": ")", "﹕": ":", "，": ",", "；": ";", "、": "、",
+                        "—": "-", "－": "-", "~": "-", "～": "-"})
+_SPACE = re.compile(r"\s+")
+_PARENS = re.compile(r"\([^()]*\)")
+# Rows under a table that are remarks, not data: `注：…`, `填表说明`, `联系人：…`. The
+# punctuation after 注 keeps a competition such as `注塑工技能竞赛` a data row.
+_NOTE = re.compile(r"^(?:(?:注|说明|备注|附注)(?:[:.、(0-9]|$)|填表说明|填报说明"
+                   r"|(?:联系人|联系电话|电话|填表人|填报人|审核人|负责人|单位负责人|制表人?|经办人)(?::|$))")
+TOTAL_LABELS = (TOTAL_LABEL, "总计")
+
+
+def normalize(text: object) -> str:
+    """NFKC, one kind of bracket and punctuation, no whitespace (line breaks included)."""
+    if text is None:
+        return ""
+    folded = unicodedata.normalize("NFKC", str(text)).translate(_PUNCT)
+    return _SPACE.sub("", folded)
+
+
+def core(label: str) -> str:
+    """A label without its parenthesised remarks: `预计参赛职工数(含…)(人)` → `预计参赛职工数`."""
+    previous = None
+    text = normalize(label)
+    while previous != text:
+        previous, text = text, _PARENS.sub("", text)
+    return text
+
+
+def short_label(column: Column) -> str:
+    """The label for a message, without the `(含…)` remark: `预计参赛职工数`."""
+    return re.sub(r"\(含[^()]*\)", "", normalize(column.label))
+
+
+@dataclass(frozen=True)
+class Match:
+    form: int
+    column: Column
+    exact: bool
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        # An exact label beats containment; a longer contained label is more specific.
+        return (1 if self.exact else 0, len(core(self.column.label)))
+
+
+@lru_cache(maxsize=1)
+def _spellings() -> tuple[tuple[FormSpec, Column, frozenset[str], tuple[str, ...]], ...]:
+    table = []
+    for spec in FORMS:
+        for column in spec.columns:
+            names = (column.label, *column.aliases)
+            exact = frozenset(normalize(n) for n in names) | frozenset(core(n) for n in names)
+            # Containment uses cores of at least three characters so `初赛` alone never wins.
+            contained = tuple(sorted({core(n) for n in names if len(core(n)) >= 3}, key=len, reverse=True))
+            table.append((spec, column, exact, contained))
+    return tuple(table)
+
+
+@lru_cache(maxsize=4096)
+def match_header(text: str) -> tuple[Match, ...]:
+    """Every (form, column) this header cell could be, best first; empty when none."""
+    key = normalize(text)
+    if not key:
+        return ()
+    bare = core(key)
+    found = []
+    for spec, column, exact, contained in _spellings():
+        if key in exact or bare in exact:
+            found.append(Match(spec.number, column, True))
+        elif any(part in key for part in contained):
+            found.append(Match(spec.number, column, False))
+    best = max((m.rank for m in found), default=None)
+    return tuple(sorted((m for m in found if m.rank == best), key=lambda m: m.form))
+
+
+def is_total(text: object) -> bool:
+    key = normalize(text).rstrip(":")
+    return any(key == label or key.startswith(label + "(") for label in TOTAL_LABELS)
+
+
+def is_title(text: object) -> bool:
+    """A form's title row, e.g. `2024年度竞赛项目汇总表（重点工程类）`."""
+    return "汇总表" in normalize(text)
+
+
+def is_note(text: object) -> bool:
+    return bool(_NOTE.match(normalize(text)))
+
+
+_FIELD_RE = re.compile(rf"({UNIT_LABEL}|{DATE_LABEL}|填报日期|填表日期|报送日期)(?:\([^()]*\))*[:]?")
+
+
+def header_fields(text: object) -> dict[str, str]:
+    """`汇总单位（公章）：济南市总工会  填写日期：2024年2月20日` → {"unit": …, "date": …}.
+
+    A label with nothing after it maps to "" so the caller can look in the next cell.
+    """
+    spaced = _SPACE.sub(" ", unicodedata.normalize("NFKC", str(text or "")).translate(_PUNCT))
+    found: dict[str, str] = {}
+    matches = list(_FIELD_RE.finditer(spaced))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(spaced)
+        key = "unit" if m.group(1) == UNIT_LABEL else "date"
+        found.setdefault(key, spaced[m.end():end].strip(" :;,"))
+    return found

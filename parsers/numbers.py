@@ -1,0 +1,88 @@
+"""Numbers as units write them: `1,200`, `１２００人`, `1.5亿元`, `15000万元`, 1200.0 from Excel.
+
+Only exact readings are accepted. `约300`, `若干`, `300-500` and `待定` are not numbers and
+raise NotANumber; nothing is ever guessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import unicodedata
+from decimal import Decimal, InvalidOperation
+
+from parsers.forms import ValueType
+
+# Units a count may carry, and the multipliers a money amount in 亿元 may carry.
+_COUNT_UNITS = {"": 1, "人": 1, "家": 1, "个": 1, "名": 1, "户": 1, "人次": 1, "万": 10_000, "万人": 10_000}
+_YI_UNITS = {"": Decimal(1), "亿": Decimal(1), "亿元": Decimal(1), "万": Decimal("0.0001"),
+             "万元": Decimal("0.0001"), "元": Decimal("0.00000001")}
+_NUMBER = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(\D*)$")
+_MINUS = str.maketrans({"−": "-", "－": "-", "﹣": "-", "，": ","})
+# Excel stores 0.1 + 0.2 as 0.30000000000000004; nine places is far below any count or 亿元.
+_FLOAT_PLACES = 9
+
+
+class NotANumber(ValueError):
+    """The text is not a number of the column's kind; `reason` says why, in Chinese."""
+
+    def __init__(self, value: object, reason: str = "不是数字") -> None:
+        super().__init__(f"{value!r}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+def is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def to_decimal(value: object, kind: ValueType = ValueType.DECIMAL) -> Decimal | None:
+    """The exact value of a cell as Decimal; None for a blank cell."""
+    if is_blank(value):
+        return None
+    if isinstance(value, bool) or isinstance(value, (dt.date, dt.time, dt.timedelta)):
+        raise NotANumber(value)
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotANumber(value)
+        return Decimal(repr(round(value, _FLOAT_PLACES))).normalize() + 0
+    if isinstance(value, Decimal):
+        return value
+    return _from_text(str(value), kind)
+
+
+def _from_text(text: str, kind: ValueType) -> Decimal:
+    folded = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).translate(_MINUS))
+    match = _NUMBER.match(folded)
+    units = _YI_UNITS if kind is ValueType.DECIMAL else _COUNT_UNITS
+    if not match or match.group(4) not in units:
+        raise NotANumber(text)
+    sign, digits, fraction, unit = match.groups()
+    try:
+        number = Decimal(sign + digits.replace(",", "") + (fraction or ""))
+    except InvalidOperation:
+        raise NotANumber(text) from None
+    return number * units[unit]
+
+
+def to_count(value: object) -> int | None:
+    """A count of enterprises or people; a fraction is not a count."""
+    number = to_decimal(value, ValueType.INT)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise NotANumber(value, "不是整数")
+    return int(number)
+
+
+def to_money(value: object) -> Decimal | None:
+    """An amount in 亿元; `15000万元` is 1.5."""
+    number = to_decimal(value, ValueType.DECIMAL)
+    return None if number is None else number.normalize() + 0
+
+
+def read_value(value: object, kind: ValueType) -> int | Decimal | None:
+    return to_count(value) if kind is ValueType.INT else to_money(value)

@@ -1,0 +1,166 @@
+"""Finds the notice's forms in grids: the header row(s), the columns, the body and 合计.
+
+The header may sit on any row of any sheet and span two rows (a merged group header
+above sub-headers); other columns (序号, 类别, 备注 …) are tolerated. The body ends at the
+合计 row, a note row (注：…, 填表说明), the next form's title or header, or a long run of
+blank rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from parsers.forms import FORMS, FormSpec
+from parsers.grid import Grid
+from parsers.labels import Match, header_fields, is_note, is_title, is_total, match_header
+
+SHARED_FIELDS = frozenset({"competition", "seq"})
+MIN_DISTINCT = 2  # columns only one form has, e.g. 企业数 and 投资 for form 1
+MIN_MATCHED = 3
+# Templates come with empty bordered rows before 合计; a longer blank run ends the table.
+BLANK_RUN = 20
+FIELD_SEARCH_ROWS = 10  # how far above a header 汇总单位 / 填写日期 are looked for
+TRAILER_ROWS = 5  # …and below the table (填表人、填写日期 under it)
+
+
+@dataclass
+class Layout:
+    grid: Grid
+    spec: FormSpec
+    header_rows: tuple[int, ...]
+    columns: dict[str, int]  # field → column index
+    body: list[int] = field(default_factory=list)
+    total_row: int | None = None
+    end: int = 0  # first row after the table
+    unit: str | None = None
+    date: str | None = None
+
+    @property
+    def first_col(self) -> int:
+        return min(self.columns.values())
+
+
+def find_layouts(grids: list[Grid]) -> list[Layout]:
+    found = []
+    for grid in grids:
+        row, floor = 0, 0
+        while row < grid.height:
+            layout = header_at(grid, row)
+            if layout is None:
+                row += 1
+                continue
+            _read_body(layout)
+            _read_fields(layout, floor)
+            found.append(layout)
+            row = floor = layout.end
+    return found
+
+
+def header_at(grid: Grid, row: int) -> Layout | None:
+    """The form whose header starts at `row`, with its columns; None when it is no header."""
+    top = _assign(grid, (row,))
+    if row + 1 < grid.height and len(top.columns) >= MIN_DISTINCT:
+        # Two rows form one header when together they name more columns than the top row
+        # and no fewer than the row below: a group header above its sub-headers.
+        double, below = _assign(grid, (row, row + 1)), _assign(grid, (row + 1,))
+        if double.qualifies and len(double.columns) > len(top.columns) and len(double.columns) >= len(below.columns):
+            return Layout(grid, double.spec, double.rows, double.columns)
+    return Layout(grid, top.spec, top.rows, top.columns) if top.qualifies else None
+
+
+@dataclass
+class _Candidate:
+    spec: FormSpec
+    columns: dict[str, int]
+    rows: tuple[int, ...]
+
+    @property
+    def qualifies(self) -> bool:
+        distinct = len(set(self.columns) - SHARED_FIELDS)
+        return distinct >= MIN_DISTINCT and len(self.columns) >= MIN_MATCHED
+
+
+def _assign(grid: Grid, rows: tuple[int, ...]) -> _Candidate:
+    """The form these header rows fit best, each matched field with its column."""
+    per_column: dict[int, tuple[Match, ...]] = {}
+    for col in range(grid.width):
+        texts = [grid.text(r, col) for r in rows]
+        candidates = [texts[-1]]
+        if len(texts) == 2 and texts[0] != texts[1]:
+            candidates += [texts[0] + texts[1], texts[0]]
+        matches = [m for text in candidates if text for m in match_header(text)]
+        if matches:
+            top = max(m.rank for m in matches)
+            per_column[col] = tuple(m for m in matches if m.rank == top)
+    choices = []
+    for spec in FORMS:
+        columns: dict[str, tuple[tuple[int, int], int]] = {}
+        for col, matches in per_column.items():
+            for m in matches:
+                score = (m.rank, -col)
+                if m.form == spec.number and (m.column.field not in columns or score > columns[m.column.field][0]):
+                    columns[m.column.field] = (score, col)
+        candidate = _Candidate(spec, {f: c for f, (_, c) in columns.items()}, rows)
+        choices.append(((len(set(columns) - SHARED_FIELDS), len(columns), -spec.number), candidate))
+    return max(choices, key=lambda choice: choice[0])[1]
+
+
+def _read_body(layout: Layout) -> None:
+    grid, data_fields = layout.grid, [f for f in layout.columns if f != "seq"]
+    last = layout.header_rows[-1]
+    for row in range(last + 1, grid.height):
+        lead = _lead_text(grid, row, max(layout.columns.values()))
+        if lead is not None and (is_note(lead) or is_title(lead) or header_fields(lead)):
+            break
+        if lead is not None and is_total(lead):
+            layout.total_row = last = row
+            break
+        if all(grid.value(row, layout.columns[f]) is None for f in data_fields) or _spread_row(layout, row):
+            if row - last > BLANK_RUN:
+                break
+        elif header_at(grid, row) is not None:
+            break
+        else:
+            layout.body.append(row)
+            last = row
+    layout.end = last + 1
+
+
+def _lead_text(grid: Grid, row: int, last_col: int) -> str | None:
+    """The first text in the row, where 合计 or a note would be written."""
+    for col in range(last_col + 1):
+        value = grid.value(row, col)
+        if value is not None:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _spread_row(layout: Layout, row: int) -> bool:
+    """Every cell of the row is spread by merges from elsewhere: nothing was typed here."""
+    return all(layout.grid.is_covered(row, c) or layout.grid.value(row, c) is None for c in layout.columns.values())
+
+
+def _read_fields(layout: Layout, floor: int) -> None:
+    grid = layout.grid
+    above = range(max(floor, layout.header_rows[0] - FIELD_SEARCH_ROWS), layout.header_rows[0])
+    below = range(layout.end, min(grid.height, layout.end + TRAILER_ROWS))
+    lines = [[text] for text in grid.preamble] + [_row_texts(grid, r) for r in (*above, *below)]
+    for cells in lines:
+        for i, text in enumerate(cells):
+            for key, value in header_fields(text).items():
+                if not value:
+                    value = next((t for t in cells[i + 1:] if not header_fields(t)), "")
+                if value and getattr(layout, key) is None:
+                    setattr(layout, key, value)
+
+
+def _row_texts(grid: Grid, row: int) -> list[str]:
+    texts = []
+    for col in range(grid.width):
+        value = grid.value(row, col)
+        if value is None or grid.is_covered(row, col):
+            continue
+        texts.append(value.date().isoformat() if isinstance(value, dt.datetime) else
+                     value.isoformat() if isinstance(value, dt.date) else str(value).strip())
+    return texts
