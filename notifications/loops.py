@@ -1,0 +1,100 @@
+"""Whether a received mail may be answered at all (RFC 3834, as Zammad and RT check it).
+
+Machines must never answer machines: an auto-reply to an out-of-office, a bounce or a
+mailing list can loop for ever or hit a stranger whose address was forged. Headers
+decide first; the subject heuristics only add to them. The per-recipient daily cap in
+notifications.replies stops whatever slips through.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import re
+from collections.abc import Collection
+
+from intake.mime import decode_header_value
+
+# Any of these, with any value, marks mail written by a program.
+AUTORESPONDER_HEADERS = ("X-Auto-Response-Suppress", "X-Autoreply", "X-Autorespond", "X-Autoreply-From")
+BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+REPORT_TYPES = frozenset(
+    {"multipart/report", "message/delivery-status", "message/disposition-notification",
+     "message/global-delivery-status", "message/global-disposition-notification"}
+)
+# Local parts that never read their mail, with optional decorations (no-reply+abc, noreply123).
+_NOREPLY_LOCAL = re.compile(
+    r"^(mailer[-_.]?daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?)([-_.+0-9].*)?$",
+    re.IGNORECASE,
+)
+_AUTO_SUBJECT = re.compile(
+    r"自动回复|自动答复|自动应答|退信|投递失败|无法投递|^(已读|read)\s*[:：]|"
+    r"auto[- ]?reply|automatic reply|auto[- ]?response|out of (the )?office|"
+    r"undelivered mail|undeliverable|delivery status notification|delivery (has )?failed|"
+    r"mail delivery (failed|failure|subsystem)|returned mail|failure notice",
+    re.IGNORECASE,
+)
+
+
+def _header(msg: email.message.Message, name: str) -> str | None:
+    """Decoded header text, or None when absent; a malformed header never raises."""
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - bad input must not crash the decision
+        return ""
+    return None if value is None else decode_header_value(value)
+
+
+def _address(value: str | None) -> str:
+    return email.utils.parseaddr(value or "")[1].strip().lower()
+
+
+def _content_types(msg: email.message.Message) -> set[str]:
+    try:
+        return {part.get_content_type() for part in msg.walk()}
+    except Exception:  # noqa: BLE001
+        return {msg.get_content_type()}
+
+
+def no_reply_reason(
+    msg: email.message.Message,
+    *,
+    sender: str | None,
+    our_addresses: Collection[str],
+    known_sender: bool,
+    has_attachments: bool,
+) -> str | None:
+    """None when a reply is allowed; else a short machine reason for the ledger."""
+    ours = {a.strip().lower() for a in our_addresses if a}
+    from_address = _address(_header(msg, "From"))
+    reply_to = (sender or "").strip().lower()
+    if not reply_to:
+        return "no_sender"
+    if reply_to in ours or from_address in ours:
+        return "own_address"
+    loop = _header(msg, "X-Loop")
+    if loop is not None and any(a in loop.lower() for a in ours):
+        return "x_loop"
+    auto_submitted = _header(msg, "Auto-Submitted")
+    if auto_submitted is not None and auto_submitted.split(";")[0].strip().lower() != "no":
+        return "auto_submitted"
+    if any(_header(msg, name) is not None for name in AUTORESPONDER_HEADERS):
+        return "autoresponder_header"
+    precedence = (_header(msg, "Precedence") or "").strip().lower()
+    if precedence in BULK_PRECEDENCE:
+        return f"precedence_{precedence}"
+    if any(key.lower().startswith("list-") for key in msg.keys()):
+        return "list_header"
+    return_path = _header(msg, "Return-Path")
+    if return_path is not None and return_path.strip() in ("<>", ""):
+        return "empty_return_path"
+    if _content_types(msg) & REPORT_TYPES:
+        return "bounce"
+    for address in (reply_to, from_address):
+        if _NOREPLY_LOCAL.match(address.partition("@")[0]):
+            return "noreply_sender"
+    if _AUTO_SUBJECT.search(_header(msg, "Subject") or ""):
+        return "auto_reply_subject"
+    if not known_sender and not has_attachments:
+        return "unknown_sender_no_attachments"
+    return None

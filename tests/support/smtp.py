@@ -1,0 +1,87 @@
+"""A real SMTP server (aiosmtpd) on loopback that keeps what it is sent.
+
+It can be stopped and started again on the same port to simulate an outage, and told
+to answer every MAIL FROM with a 4xx to simulate a throttling provider.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.support.dovecot import free_port
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        with self.sink._lock:  # noqa: SLF001
+            self.sink.attempts += 1
+            refusal = self.sink.refusal
+        if refusal:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
+        with self.sink._changed:  # noqa: SLF001
+            self.sink.messages.append(received)
+            self.sink._changed.notify_all()  # noqa: SLF001
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """`SmtpSink().start()`; `.messages`; `.stop()` / `.start()`; `.refuse("421 ...")` / `.accept()`."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.messages: list[Received] = []
+        self.attempts = 0  # MAIL FROM commands seen, refused or not
+        self.refusal: str | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._controller: Controller | None = None
+
+    def start(self) -> SmtpSink:
+        if self._controller is None:
+            # decode_data=False keeps the exact bytes the client sent.
+            self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, decode_data=False)
+            self._controller.start()  # returns once the server answers
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def refuse(self, reply: str = "421 4.7.0 Too many connections, try again later") -> None:
+        with self._lock:
+            self.refusal = reply
+
+    def accept(self) -> None:
+        with self._lock:
+            self.refusal = None
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Block until `count` messages have arrived (a condition, not a sleep)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.messages) >= count, timeout=timeout):
+                raise TimeoutError(f"expected {count} messages, got {len(self.messages)}")
+            return list(self.messages)
