@@ -51,14 +51,17 @@ def local_time(moment: datetime | None, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime(TIME_FORMAT) if moment else ""
 
 
-def state_of(submission: Submission | None) -> UnitState:
-    if submission is None:
-        return UnitState.MISSING
-    if submission.status is SubmissionStatus.ACCEPTED:
-        return UnitState.ACCEPTED_LATE if submission.late else UnitState.ACCEPTED
-    if submission.status is SubmissionStatus.INCOMPLETE:
+def state_for(verdict: SubmissionStatus, late: bool) -> UnitState:
+    """The unit state a verdict (accepted / incomplete / invalid) gives when it is current."""
+    if verdict is SubmissionStatus.ACCEPTED:
+        return UnitState.ACCEPTED_LATE if late else UnitState.ACCEPTED
+    if verdict is SubmissionStatus.INCOMPLETE:
         return UnitState.INCOMPLETE
     return UnitState.INVALID
+
+
+def state_of(submission: Submission | None) -> UnitState:
+    return UnitState.MISSING if submission is None else state_for(submission.status, submission.late)
 
 
 @dataclass

@@ -1,0 +1,240 @@
+"""The daily digest to staff: what arrived, where every unit stands, what needs a person.
+
+Sent through the outbox once per local day (dedupe key "digest:<date>"), with the
+consolidated workbook attached. When the last digest was queued is kept in the kv
+table, so "since the last digest" survives a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from intake.board import KIND_LABELS, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
+from notifications.compose import build_message, enqueue
+from notifications.render import render
+from notifications.workbook import build_workbook
+from parsers.forms import FORMS
+from parsers.model import Severity
+from storage.models import (
+    KeyValue,
+    Message,
+    MessageState,
+    OutboxItem,
+    OutboxKind,
+    OutboxState,
+    Submission,
+    SubmissionStatus,
+)
+
+LAST_DIGEST_KEY = "digest.last_at"
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# Warnings staff must look at on a unit's current submission, in the digest's order.
+ATTENTION_WARNINGS = {
+    "seal_not_found": "未见公章",
+    "pdf_mismatch": "PDF 与 Excel 不一致",
+    "unit_mismatch": "单位不一致",
+    "sender_unverified": "发件人未验证",
+}
+MAX_DETAILS = 3  # problems quoted per unit before "等 N 处"
+
+
+def time_left(deadline: datetime, now: datetime) -> str:
+    """`距截止还有 2 天 3 小时`; `已截止` from the deadline on (on time is strictly before)."""
+    if now >= deadline:
+        return "已截止"
+    minutes = int((deadline - now).total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"距截止还有 {days} 天 {hours} 小时"
+    if hours:
+        return f"距截止还有 {hours} 小时 {mins} 分钟"
+    return f"距截止还有 {max(mins, 1)} 分钟"
+
+
+@dataclass
+class Arrival:
+    at: str
+    who: str
+    label: str  # what the mail was judged, e.g. 已受理 / 需修改 / 未识别单位
+    note: str = ""  # e.g. 已被更新的报送替代
+
+
+@dataclass
+class Attention:
+    title: str  # e.g. 未见公章
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Totals:
+    form1_projects: int = 0
+    form2_projects: int = 0
+    enterprises: int = 0
+    workers: int = 0
+    investment: Decimal = Decimal(0)  # 亿元
+
+
+@dataclass
+class Digest:
+    subject: str
+    text: str
+    html: str
+    workbook: bytes
+    filename: str = "汇总表.xlsx"
+
+
+def build_digest(session: Session, settings: Settings, *, now: datetime, since: datetime | None) -> Digest:
+    board = build_board(session, settings)
+    tz = board.timezone
+    campaign = settings.campaign
+    done = board.counts[UnitState.ACCEPTED] + board.counts[UnitState.ACCEPTED_LATE]
+    attention = _attention(session, board)
+    pending = sum(len(a.items) for a in attention)
+    local = now.astimezone(tz)
+    subject = f"【每日汇总】{campaign.name} {local.month}月{local.day}日：已受理 {done}/{len(board.rows)}，未报送 {board.counts[UnitState.MISSING]}"
+    if pending:
+        subject += f"，待处理 {pending} 项"
+    context = {
+        "campaign": campaign,
+        "now": local_time(now, tz),
+        "since": local_time(since, tz) if since else None,
+        "deadline": local_time(campaign.deadline, tz),
+        "time_left": time_left(campaign.deadline, now),
+        "arrivals": _arrivals(session, tz, since, now),
+        "board": board,
+        "rows": [
+            {
+                "name": r.name,
+                "kind": KIND_LABELS[r.kind],
+                "state": r.state.value,
+                "label": STATE_LABELS[r.state],
+                "at": local_time(r.arrived_at, tz),
+                "problems": r.problems,
+            }
+            for r in board.rows
+        ],
+        "counts": [(STATE_LABELS[s], board.counts[s], s.value) for s in STATE_LABELS],
+        "done": done,
+        "attention": attention,
+        "missing": [r.name for r in board.rows_in(UnitState.MISSING)],
+        "totals": _totals(board),
+        "forms": [(n, c.units, c.rows) for n, c in board.by_form.items()],
+        "form_titles": {spec.number: spec.short_title for spec in FORMS},
+    }
+    text, html = render("digest", context, settings.smtp.templates_dir)
+    return Digest(
+        subject=subject,
+        text=text,
+        html=html,
+        workbook=build_workbook(session, settings, now=now, board=board),
+        filename=f"{campaign.name}汇总表-{local:%Y%m%d}.xlsx",
+    )
+
+
+def queue_digest(session: Session, settings: Settings, *, now: datetime) -> OutboxItem | None:
+    """Queue today's digest to every recipient; None when there are none or today's is queued."""
+    recipients = settings.digest.recipients
+    key = f"digest:{now.astimezone(ZoneInfo(settings.digest.timezone)).date().isoformat()}"
+    if not recipients or session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == key)):
+        return None
+    last = session.get(KeyValue, LAST_DIGEST_KEY)
+    since = datetime.fromisoformat(last.value) if last else None
+    digest = build_digest(session, settings, now=now, since=since)
+    message = build_message(
+        from_address=settings.smtp.from_address,
+        from_name=settings.smtp.from_name or settings.campaign.name,
+        to=", ".join(recipients),
+        subject=digest.subject,
+        text=digest.text,
+        html=digest.html,
+        attachments=[(digest.filename, XLSX_MIME, digest.workbook)],
+    )
+    item = enqueue(session, kind=OutboxKind.DIGEST, dedupe_key=key, message=message)
+    if item is not None:
+        session.merge(KeyValue(key=LAST_DIGEST_KEY, value=now.isoformat()))
+        session.flush()
+    return item
+
+
+def _who(submission: Submission) -> str:
+    return submission.unit or f"未识别单位（{submission.message.from_address or '发件人不明'}）"
+
+
+def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datetime) -> list[Arrival]:
+    query = (
+        select(Submission)
+        .join(Submission.message)
+        .where(Submission.content_status != SubmissionStatus.IGNORED, Message.arrived_at <= now)
+        .order_by(Message.arrived_at, Submission.id)
+    )
+    if since is not None:
+        query = query.where(Message.arrived_at > since)
+    out = []
+    for s in session.scalars(query):
+        label = STATE_LABELS[state_for(s.content_status, s.late)]
+        note = {SubmissionStatus.SUPERSEDED: "已被更新的报送替代", SubmissionStatus.UNMATCHED: "待指定单位"}.get(s.status, "")
+        out.append(Arrival(local_time(s.message.arrived_at, tz), _who(s), label, note))
+    return out
+
+
+def _attention(session: Session, board: Board) -> list[Attention]:
+    """What a person must settle, grouped; empty groups are dropped."""
+    tz = board.timezone
+    unmatched = Attention(
+        "未识别单位（请用 intake assign 指定）",
+        [f"#{u.submission_id} {local_time(u.arrived_at, tz)} {u.sender or '发件人不明'}：{u.subject or '（无主题）'}" for u in board.unmatched],
+    )
+    invalid = Attention("需修改的报送")
+    warnings = {code: Attention(title) for code, title in ATTENTION_WARNINGS.items()}
+    late = Attention("逾期报送")
+    for row in board.rows:
+        submission = board.current.get(row.name)
+        if submission is None:
+            continue
+        if row.state is UnitState.INVALID:
+            errors = [p for p in submission.problems if p.severity == Severity.ERROR.value]
+            # Problem messages name their file and cell already.
+            details = "；".join(p.message for p in errors[:MAX_DETAILS])
+            more = f" 等 {len(errors)} 处" if len(errors) > MAX_DETAILS else ""
+            invalid.items.append(f"{row.name}：{details}{more}")
+        for p in submission.problems:
+            if p.code in warnings:
+                warnings[p.code].items.append(f"{row.name}：{p.message}")
+        if row.late:
+            late.items.append(f"{row.name}：{local_time(row.arrived_at, tz)} 到达")
+    failed = Attention(
+        "发送失败的邮件",
+        [
+            f"{o.to_address}：{o.subject}（{o.last_error or '原因不明'}）"
+            for o in session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id))
+        ],
+    )
+    quarantined = Attention(
+        "无法处理的邮件（已隔离）",
+        [
+            f"{local_time(m.arrived_at, tz)} {m.from_address or '发件人不明'}：{m.subject or '（无主题）'}"
+            for m in session.scalars(select(Message).where(Message.state == MessageState.QUARANTINED).order_by(Message.arrived_at))
+        ],
+    )
+    groups = [unmatched, invalid, *warnings.values(), late, failed, quarantined]
+    return [g for g in groups if g.items]
+
+
+def _totals(board: Board) -> Totals:
+    totals = Totals()
+    for submission in board.current.values():
+        totals.form1_projects += len(submission.form1_rows)
+        totals.form2_projects += len(submission.form2_rows)
+        for row in submission.form1_rows:
+            totals.enterprises += row.enterprises or 0
+            totals.workers += row.workers or 0
+            totals.investment += row.investment or 0
+    return totals
