@@ -1,0 +1,93 @@
+"""Reminders before the deadline to units that have nothing accepted yet (off by default).
+
+`[reminders] before = ["3d", "4h"]` makes two slots. When a slot's time has come, each
+unit still missing, incomplete or invalid gets one mail for it (dedupe key
+"reminder:<unit>:<slot>"). Only the latest slot that has come is sent, so a service
+that was down for the 3d slot does not send two reminders at once at 4h. Nothing is
+sent from the deadline on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from intake.board import STATE_LABELS, UnitState, build_board
+from notifications.compose import build_message, enqueue
+from notifications.digest import time_left
+from notifications.render import render
+from parsers.forms import FORMS
+from storage.models import OutboxItem, OutboxKind
+
+log = logging.getLogger(__name__)
+_OFFSET = re.compile(r"^\s*(\d+)\s*([dhm])\s*$", re.IGNORECASE)
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+REMIND_STATES = (UnitState.MISSING, UnitState.INCOMPLETE, UnitState.INVALID)
+
+
+def parse_offset(text: str) -> timedelta:
+    """'3d' → 3 days, '4h' → 4 hours, '30m' → 30 minutes."""
+    found = _OFFSET.match(text)
+    if not found:
+        raise ValueError(f"提醒时间「{text}」格式不对，应写作 3d、4h 或 30m")
+    return timedelta(**{_UNITS[found[2].lower()]: int(found[1])})
+
+
+def due_slot(before: list[str], deadline: datetime, now: datetime) -> str | None:
+    """The latest slot whose time has come, or None (none yet, or the deadline has passed)."""
+    if now >= deadline:
+        return None
+    due: list[tuple[timedelta, str]] = []
+    for slot in before:
+        try:
+            offset = parse_offset(slot)
+        except ValueError as err:
+            log.warning("%s", err)
+            continue
+        if deadline - offset <= now:
+            due.append((offset, slot.strip()))
+    return min(due)[1] if due else None
+
+
+def queue_reminders(session: Session, settings: Settings, *, now: datetime) -> list[OutboxItem]:
+    if not settings.reminders.enabled:
+        return []
+    campaign = settings.campaign
+    slot = due_slot(settings.reminders.before, campaign.deadline, now)
+    if slot is None:
+        return []
+    board = build_board(session, settings)
+    units = {unit.name: unit for unit in settings.units}
+    queued: list[OutboxItem] = []
+    for row in board.rows_in(*REMIND_STATES):
+        # "@domain" entries identify senders; they are not addresses to write to.
+        addresses = [e.strip() for e in units[row.name].emails if not e.strip().startswith("@")]
+        if not addresses:
+            continue
+        context = {
+            "campaign": campaign,
+            "unit": row.name,
+            "state": row.state.value,
+            "state_label": STATE_LABELS[row.state],
+            "deadline": campaign.deadline,
+            "time_left": time_left(campaign.deadline, now),
+            "mailbox": settings.smtp.from_address,
+            "forms": [spec.short_title for spec in FORMS],
+        }
+        text, html = render("reminder", context, settings.smtp.templates_dir)
+        message = build_message(
+            from_address=settings.smtp.from_address,
+            from_name=settings.smtp.from_name or campaign.name,
+            to=", ".join(addresses),
+            subject=f"【提醒】{campaign.name}报送即将截止（{time_left(campaign.deadline, now)}）",
+            text=text,
+            html=html,
+        )
+        item = enqueue(session, kind=OutboxKind.REMINDER, dedupe_key=f"reminder:{row.name}:{slot}", message=message)
+        if item is not None:
+            queued.append(item)
+    return queued
