@@ -64,6 +64,14 @@ def settle_current(session: Session, submission: Submission) -> Submission | Non
     older mail processed late, unmatched or ignored).
     """
     session.flush()
+    # A reprocessed or re-assigned submission may have left a unit whose older mail it
+    # superseded; that unit's newest must become current again.
+    left = session.scalars(
+        select(Submission.unit).where(Submission.superseded_by_id == submission.id).distinct()
+    ).all()
+    for unit in left:
+        if unit is not None and (unit != submission.unit or not _counts(submission)):
+            _settle_unit(session, unit)
     if submission.unit is None or not _counts(submission):
         submission.status = _visible_status(submission)
         submission.superseded_by_id = None
@@ -98,15 +106,11 @@ def assign(
         raise TrackingError(f"「{unit_name}」不是登记的报送单位（或简称对应多个单位），请使用配置中的单位全称。")
     if not _counts(submission):
         raise TrackingError(f"报送记录 {submission_id} 是自动回复或无关邮件，已忽略，不能指定单位。")
-    old_unit = submission.unit
     submission.unit = unit.name
     submission.unit_source = STAFF_SOURCE
     submission.assigned_by = by
     submission.assigned_at = now
     settle_current(session, submission)
-    if old_unit is not None and old_unit != unit.name:
-        _settle_unit(session, old_unit)
-    session.flush()
     return submission
 
 

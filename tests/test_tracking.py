@@ -69,6 +69,16 @@ def test_it_never_lets_ignored_mail_supersede_anything(db: Database) -> None:
         assert (real.status, auto_reply.status) == (S.ACCEPTED, S.IGNORED)
 
 
+def test_a_reprocessed_submission_that_turns_out_ignored_hands_current_back(db: Database) -> None:
+    with db.session() as s:
+        real, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
+        newer, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        newer.status = newer.content_status = S.IGNORED  # as a reprocess would decide
+        newer.unit = None
+        assert settle_current(s, newer) is None
+        assert (real.status, real.superseded_by_id, newer.status) == (S.ACCEPTED, None, S.IGNORED)
+
+
 def test_it_marks_a_submission_without_a_unit_unmatched(db: Database) -> None:
     with db.session() as s:
         orphan, replaced = store(s, unit=None, arrived_at=before_deadline(days=1), status=S.INCOMPLETE)
