@@ -1,0 +1,87 @@
+"""The export contract: one JSON document with every submission and every unit's state.
+
+Field names here are a promise to whoever reads the export; add fields, never rename.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from config.settings import Settings
+from intake.board import board_as_dict, build_board
+from parsers.forms import FORM1, FORM2
+from storage.models import Message, Submission
+
+
+def _number(value: Decimal | int | None) -> float | int | None:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def submission_dict(submission: Submission) -> dict[str, Any]:
+    message: Message = submission.message
+    return {
+        "id": submission.id,
+        "message_id": message.message_id,
+        "unit": submission.unit,
+        "sender": message.from_address,
+        "sender_name": message.from_name,
+        "subject": message.subject,
+        "received_at": message.arrived_at.isoformat(),
+        "late": submission.late,
+        "status": submission.status.value,
+        "content_status": submission.content_status.value,
+        "reply": submission.reply.value,
+        "reply_suppressed": submission.reply_suppressed,
+        "needs_review": submission.needs_review,
+        "unit_source": submission.unit_source,
+        "sheet_unit": submission.sheet_unit,
+        "files": [
+            {"name": f.name, "kind": f.kind, "sha256": f.sha256, "size": f.size, "parent": f.parent,
+             "pages": f.pdf_pages, "seal": f.seal}
+            for f in submission.files
+        ],
+        "has_pdf": submission.has_pdf,
+        "has_editable": submission.has_editable,
+        "seal": submission.seal,
+        "problems": [
+            {"code": p.code, "severity": p.severity, "message": p.message, "file": p.file, "cell": p.cell}
+            for p in submission.problems
+        ],
+        "form1_rows": [
+            {c.field: _number(getattr(r, c.field)) for c in FORM1.columns} | {"cell": r.cell}
+            for r in submission.form1_rows
+        ],
+        "form2_rows": [
+            {c.field: _number(getattr(r, c.field)) for c in FORM2.columns} | {"cell": r.cell}
+            for r in submission.form2_rows
+        ],
+        "assigned_by": submission.assigned_by,
+        "assigned_at": submission.assigned_at.isoformat() if submission.assigned_at else None,
+    }
+
+
+def export_document(session: Session, settings: Settings) -> dict[str, Any]:
+    submissions = session.scalars(
+        select(Submission)
+        .join(Submission.message)
+        .options(
+            selectinload(Submission.files),
+            selectinload(Submission.problems),
+            selectinload(Submission.form1_rows),
+            selectinload(Submission.form2_rows),
+        )
+        .order_by(Message.arrived_at, Submission.id)
+    ).all()
+    board = board_as_dict(build_board(session, settings))
+    return {
+        "campaign": {"name": settings.campaign.name, "deadline": settings.campaign.deadline.isoformat()},
+        "submissions": [submission_dict(s) for s in submissions],
+        "units": board["units"],
+        "counts": board["counts"],
+    }

@@ -1,0 +1,74 @@
+"""The TOML configuration: validated at start, one clear line per problem, secrets kept out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import ConfigError, load_settings, settings_from_dict
+
+MINIMAL = '[campaign]\nname = "测试"\ndeadline = 2024-02-25T17:00:00+08:00\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "intake.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_minimal_file_gives_working_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL))
+    assert settings.mailbox.folder == "INBOX"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'var/intake.db'}"
+
+
+def test_a_missing_key_is_named_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"campaign\.deadline"):
+        load_settings(write(tmp_path, '[campaign]\nname = "x"\n'))
+
+
+def test_a_wrong_value_is_named_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"mailbox\.security"):
+        load_settings(write(tmp_path, MINIMAL + '[mailbox]\nsecurity = "tls"\n'))
+
+
+def test_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"smtp\.pasword"):
+        load_settings(write(tmp_path, MINIMAL + '[smtp]\npasword = "x"\n'))
+
+
+def test_a_deadline_without_an_offset_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"campaign\.deadline"):
+        load_settings(write(tmp_path, '[campaign]\nname = "x"\ndeadline = 2024-02-25T17:00:00\n'))
+
+
+def test_broken_toml_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TOML"):
+        load_settings(write(tmp_path, "[campaign\n"))
+
+
+def test_a_missing_file_says_which(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.toml"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_the_config_is_found_through_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTAKE_CONFIG", str(write(tmp_path, MINIMAL)))
+    assert load_settings(None).campaign.name == "测试"
+
+
+def test_secrets_come_from_the_environment_and_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTAKE_MAILBOX_PASSWORD", "hunter2")
+    monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+psycopg://u:pw@h/db")
+    settings = settings_from_dict({"campaign": {"name": "x", "deadline": "2024-02-25T17:00:00+08:00"}})
+    assert settings.mailbox.password.get_secret_value() == "hunter2"
+    assert settings.database_url == "postgresql+psycopg://u:pw@h/db"
+    assert "hunter2" not in repr(settings) and "pw@h" not in repr(settings)
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    settings = load_settings(Path(__file__).parents[1] / "config" / "intake.example.toml")
+    kinds = [u.kind.value for u in settings.units]
+    assert kinds.count("city") == 16
+    assert {"industry", "organ", "enterprise"} <= set(kinds)

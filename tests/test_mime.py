@@ -1,0 +1,78 @@
+"""Reading headers, bodies and attachment names as Chinese mail clients write them."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import quote
+
+import pytest
+
+from intake.mime import decode_header_value, normalize_charset, parse_mail, safe_filename
+
+NAME = "竞赛项目汇总表（重点工程类）镕.xlsx"  # 镕 is GB18030/GBK but not GB2312
+
+
+def one_attachment(disposition: bytes, content_type: bytes = b"application/octet-stream") -> bytes:
+    return (
+        b"From: a@example.cn\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n"
+        b"--B\r\nContent-Type: " + content_type + b"\r\n" + disposition + b"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--B--\r\n"
+    )
+
+
+def test_gb2312_and_gbk_labels_are_read_as_gb18030() -> None:
+    assert {normalize_charset(x) for x in ("gb2312", "GBK", "x-gbk", "cp936", '"GB2312"')} == {"gb18030"}
+
+
+def test_an_encoded_word_inside_a_quoted_filename_is_decoded_with_gb18030() -> None:
+    word = base64.b64encode(NAME.encode("gb18030")).decode()
+    raw = one_attachment(f'Content-Disposition: attachment; filename="=?gb2312?B?{word}?="'.encode())
+    assert [a.name for a in parse_mail(raw).attachments] == [NAME]
+
+
+def test_an_rfc2231_filename_with_continuations_is_joined_and_decoded() -> None:
+    data = NAME.encode("utf-8")
+    header = f"Content-Disposition: attachment;\r\n filename*0*=utf-8''{quote(data[:12])};\r\n filename*1*={quote(data[12:])}"
+    assert [a.name for a in parse_mail(one_attachment(header.encode())).attachments] == [NAME]
+
+
+def test_an_rfc2231_filename_labelled_gb2312_keeps_characters_outside_gb2312() -> None:
+    header = "Content-Disposition: attachment; filename*=gb2312''" + quote(NAME.encode("gb18030"))
+    assert [a.name for a in parse_mail(one_attachment(header.encode())).attachments] == [NAME]
+
+
+def test_a_raw_8bit_gbk_filename_is_decoded() -> None:
+    raw = one_attachment(b'Content-Disposition: attachment; filename="' + NAME.encode("gb18030") + b'"')
+    assert [a.name for a in parse_mail(raw).attachments] == [NAME]
+
+
+def test_a_name_only_on_content_type_is_used() -> None:
+    raw = one_attachment(b"", content_type=b'application/vnd.ms-excel; name="=?GBK?B?'
+                         + base64.b64encode("表.xls".encode("gbk")) + b'?="')
+    assert [a.name for a in parse_mail(raw).attachments] == ["表.xls"]
+
+
+@pytest.mark.parametrize("evil", ["../../etc/passwd", "/abs/path.xlsx", "C:\\win\\a.xlsx", "a\x00b.xlsx"])
+def test_path_tricks_in_filenames_leave_only_a_plain_display_name(evil: str) -> None:
+    name = safe_filename(evil)
+    assert "/" not in name and "\\" not in name and "\x00" not in name and name
+
+
+def test_raw_8bit_gbk_headers_are_decoded() -> None:
+    raw = b"From: " + "济南市总工会".encode("gbk") + b" <jn@example.cn>\r\nSubject: " + "报送材料".encode("gbk") + b"\r\n\r\nx"
+    mail = parse_mail(raw)
+    assert (mail.from_name, mail.from_address, mail.subject) == ("济南市总工会", "jn@example.cn", "报送材料")
+
+
+def test_headers_in_an_unknown_charset_do_not_crash() -> None:
+    assert decode_header_value("=?x-unknown-charset?B?1eLKx9bQzsQ=?=")
+
+
+def test_a_subject_with_crlf_injection_is_flattened() -> None:
+    assert "\n" not in decode_header_value("=?utf-8?Q?a=0D=0ABcc:_evil@example.com?=")
+
+
+def test_an_html_only_body_is_read_as_text() -> None:
+    raw = b"From: a@b.cn\r\nContent-Type: text/html; charset=gbk\r\n\r\n" + "<p>济南市总工会</p><script>x()</script>".encode("gbk")
+    assert parse_mail(raw).body_text.strip() == "济南市总工会"
