@@ -1,0 +1,311 @@
+"""Sending the outbox: each row at most once, retried with backoff, never lost.
+
+A row is marked `sending` (committed) before SMTP sees it. If the process dies after
+SMTP accepted the mail but before the row was marked `sent`, the next run finds the row
+still `sending` and looks for its Message-ID in the mailbox's Sent folder: found means
+sent, so it is not sent again. Every sent mail is APPENDed to that folder, because
+163.com does not keep what is sent over SMTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import re
+import smtplib
+import ssl
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from imap_tools import AND, H, MailMessageFlags
+from sqlalchemy import select, update
+
+from config.settings import Security, Settings, SmtpSettings
+from storage.db import Database
+from storage.models import OutboxItem, OutboxState
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_SECONDS = 3600.0
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
+DUE_STATES = (OutboxState.PENDING, OutboxState.SENDING)
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0  # attempts that failed this run (the row is retried or, at the limit, failed)
+    deferred: int = 0  # due rows left for a later run without a send attempt
+    recovered: int = 0  # `sending` rows found in the Sent folder: marked sent, not resent
+    skipped: int = 0  # mode "off"
+
+
+def retry_delay(attempts: int, base_seconds: float, rng: random.Random | None = None) -> dt.timedelta:
+    """Exponential backoff, capped, with "equal jitter" so throttled retries do not arrive as a burst."""
+    ceiling = min(MAX_RETRY_SECONDS, base_seconds * 2 ** max(attempts - 1, 0))
+    return dt.timedelta(seconds=ceiling / 2 + (rng or random).uniform(0, ceiling / 2))
+
+
+def eml_name(item: OutboxItem) -> str:
+    """`000042-receipt-unit@example.org.eml`: sortable by id, safe on any filesystem."""
+    slug = _SLUG_UNSAFE.sub("-", f"{item.reply_kind or item.kind}-{item.to_address}").strip("-.")[:80]
+    return f"{item.id:06d}-{slug or 'mail'}.eml"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file, fsync, rename, fsync the folder: a reader sees the whole file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".eml")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+class _Smtp:
+    """One lazily opened SMTP connection for a run."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.client: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        # An explicit HELO name: socket.getfqdn() can stall for seconds on a DNS lookup.
+        helo = s.from_address.rpartition("@")[2] or "localhost"
+        if s.security is Security.SSL:
+            client = smtplib.SMTP_SSL(s.host, s.port, local_hostname=helo, timeout=s.timeout_seconds, context=context)
+        else:
+            client = smtplib.SMTP(s.host, s.port, local_hostname=helo, timeout=s.timeout_seconds)
+            if s.security is Security.STARTTLS:
+                client.starttls(context=context)
+        if s.username:
+            client.login(s.username, s.password.get_secret_value())
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.sock is not None
+
+    def send(self, item: OutboxItem) -> None:
+        if not self.connected:
+            self.close()
+            self.client = self._connect()
+        recipients = [a.strip() for a in item.to_address.split(",") if a.strip()]
+        # The envelope sender is our address, not RFC 3834's null sender: 163.com
+        # refuses MAIL FROM that differs from the logged-in account.
+        refused = self.client.sendmail(self.settings.from_address, recipients, item.raw)
+        if refused:
+            log.warning("outbox %s: some recipients refused: %s", item.id, sorted(refused))
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.quit()
+            except (smtplib.SMTPException, OSError):
+                self.client.close()
+            self.client = None
+
+
+class _SentFolder:
+    """The mailbox's Sent folder over IMAP, opened on first use and at most once per run."""
+
+    def __init__(self, settings: Settings, stack: ExitStack) -> None:
+        self.folder = settings.mailbox.sent_folder
+        self._settings = settings.mailbox
+        self._stack = stack
+        self._mailbox = None
+        self._failed: str | None = None
+
+    def _open(self):  # noqa: ANN202 - an imap_tools mailbox
+        if self._mailbox is None and self._failed is None:
+            from intake.mailbox import open_mailbox  # the IMAP side owns login and ID
+
+            try:
+                self._mailbox = self._stack.enter_context(open_mailbox(self._settings))
+            except Exception as err:  # noqa: BLE001 - reported per row, never fatal
+                self._failed = f"{type(err).__name__}: {err}"
+        if self._mailbox is None:
+            raise ConnectionError(self._failed)
+        return self._mailbox
+
+    def contains(self, message_id: str) -> bool:
+        mailbox = self._open()
+        if not mailbox.folder.exists(self.folder):
+            return False
+        mailbox.folder.set(self.folder, readonly=True)
+        return bool(mailbox.uids(AND(header=H("Message-ID", message_id))))
+
+    def append(self, raw: bytes, when: dt.datetime) -> None:
+        mailbox = self._open()
+        if not mailbox.folder.exists(self.folder):
+            mailbox.folder.create(self.folder)
+        mailbox.append(raw, self.folder, dt=when, flag_set=[MailMessageFlags.SEEN])
+
+
+class Outbox:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self._secrets = [
+            s.get_secret_value() for s in (settings.smtp.password, settings.mailbox.password) if s.get_secret_value()
+        ]
+
+    def _describe(self, err: BaseException) -> str:
+        """An error for last_error and the log: short, and never carrying a password."""
+        text = f"{type(err).__name__}: {err}"
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:500]
+
+    def send_pending(self, now: dt.datetime | None = None) -> SendReport:
+        """Send every due row (pending or sending, next_attempt_at <= now) once."""
+        now = now or dt.datetime.now(dt.UTC)
+        report = SendReport()
+        with self.db.session() as session:
+            due = list(
+                session.scalars(
+                    select(OutboxItem.id)
+                    .where(OutboxItem.state.in_(DUE_STATES), OutboxItem.next_attempt_at <= now)
+                    .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+                )
+            )
+        if not due:
+            return report
+        mode = self.settings.smtp.mode
+        if mode == "off":
+            self._set(due, state=OutboxState.SKIPPED)
+            report.skipped = len(due)
+        elif mode == "file":
+            self._write_files(due, now, report)
+        else:
+            self._send(due, now, report)
+        return report
+
+    # --- state changes, each its own committed transaction ----------------------------
+
+    def _set(self, ids: list[int], **values: object) -> None:
+        with self.db.session() as session:
+            session.execute(update(OutboxItem).where(OutboxItem.id.in_(ids)).values(**values))
+
+    def _load(self, item_id: int) -> OutboxItem | None:
+        with self.db.session() as session:
+            return session.get(OutboxItem, item_id)
+
+    def _claim(self, item: OutboxItem) -> bool:
+        """Mark the row `sending` and count the attempt, unless someone else changed it first."""
+        with self.db.session() as session:
+            result = session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == item.id, OutboxItem.state == item.state, OutboxItem.attempts == item.attempts)
+                .values(state=OutboxState.SENDING, attempts=item.attempts + 1)
+            )
+        item.attempts += 1
+        return result.rowcount == 1
+
+    def _retry_later(self, item: OutboxItem, now: dt.datetime, error: str) -> bool:
+        """Back to pending with a later attempt, or failed at the limit. True when failed."""
+        gave_up = item.attempts >= self.settings.smtp.max_attempts
+        self._set(
+            [item.id],
+            state=OutboxState.FAILED if gave_up else OutboxState.PENDING,
+            next_attempt_at=now + retry_delay(item.attempts, self.settings.smtp.retry_base_seconds),
+            last_error=error,
+        )
+        return gave_up
+
+    # --- modes ------------------------------------------------------------------------
+
+    def _write_files(self, due: list[int], now: dt.datetime, report: SendReport) -> None:
+        folder = self.settings.resolve(self.settings.smtp.outbox_dir)
+        for item_id in due:
+            item = self._load(item_id)
+            try:
+                # Named by row id, so a rerun after a crash rewrites the same file.
+                write_atomically(folder / eml_name(item), item.raw)
+            except OSError as err:
+                item.attempts += 1
+                self._set([item.id], attempts=item.attempts)
+                self._retry_later(item, now, self._describe(err))
+                report.failed += 1
+                continue
+            self._set([item.id], state=OutboxState.SENT, sent_at=now, last_error=None)
+            report.sent += 1
+
+    def _send(self, due: list[int], now: dt.datetime, report: SendReport) -> None:
+        smtp = _Smtp(self.settings.smtp)
+        with ExitStack() as stack:
+            stack.callback(smtp.close)
+            sent_folder = _SentFolder(self.settings, stack) if self.settings.mailbox.sent_folder else None
+            for position, item_id in enumerate(due):
+                item = self._load(item_id)
+                if item is None or item.state not in DUE_STATES:
+                    continue
+                if item.state is OutboxState.SENDING:
+                    verdict = self._recover(item, sent_folder, now)
+                    if verdict == "sent":
+                        report.recovered += 1
+                        continue
+                    if verdict == "unknown":
+                        report.deferred += 1
+                        continue
+                if not self._claim(item):
+                    continue
+                try:
+                    smtp.send(item)
+                except (smtplib.SMTPException, OSError) as err:
+                    error = self._describe(err)
+                    log.warning("outbox %s: attempt %s failed: %s", item.id, item.attempts, error)
+                    self._retry_later(item, now, error)
+                    report.failed += 1
+                    if not smtp.connected:
+                        # Server down or throttling us: the rest wait for the next run
+                        # rather than burn their attempts now.
+                        report.deferred += len(due) - position - 1
+                        return
+                    continue
+                note = self._keep_copy(sent_folder, item, now)
+                self._set([item.id], state=OutboxState.SENT, sent_at=now, last_error=note)
+                report.sent += 1
+
+    def _recover(self, item: OutboxItem, sent_folder: _SentFolder | None, now: dt.datetime) -> str:
+        """A row left `sending` by a crash: "sent" (found in Sent), "resend", or "unknown"."""
+        if sent_folder is None:
+            log.warning("outbox %s was interrupted while sending and no sent_folder is set: resending", item.id)
+            return "resend"
+        try:
+            found = sent_folder.contains(item.message_id)
+        except Exception as err:  # noqa: BLE001 - cannot tell: wait, never guess
+            self._set([item.id], next_attempt_at=now + retry_delay(item.attempts, self.settings.smtp.retry_base_seconds),
+                      last_error=f"无法检查已发送文件夹：{self._describe(err)}")
+            return "unknown"
+        if found:
+            self._set([item.id], state=OutboxState.SENT, sent_at=now, last_error=None)
+            return "sent"
+        return "resend"
+
+    def _keep_copy(self, sent_folder: _SentFolder | None, item: OutboxItem, now: dt.datetime) -> str | None:
+        """APPEND the sent mail to Sent; a failure is noted on the row, never resent."""
+        if sent_folder is None:
+            return None
+        try:
+            sent_folder.append(item.raw, now)
+        except Exception as err:  # noqa: BLE001 - the mail is out; only the copy is missing
+            log.warning("outbox %s: sent, but could not be copied to Sent: %s", item.id, self._describe(err))
+            return f"已发送，但未能存入已发送文件夹：{self._describe(err)}"
+        return None
