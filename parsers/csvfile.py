@@ -29,12 +29,14 @@ def decode(data: bytes) -> str:
     # Without a BOM and without NUL bytes the text cannot be UTF-16/32, whatever a short
     # sample may look like to the detector.
     exclude = [] if b"\x00" in data else ["utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be"]
-    best = charset_normalizer.from_bytes(data, cp_exclusion=exclude).best()
-    if best is None:
+    matches = list(charset_normalizer.from_bytes(data, cp_exclusion=exclude))
+    if not matches:
         raise FileRejected(ProblemCode.UNREADABLE_FILE, "无法识别文件的文字编码，请另存为 xlsx 后重新发送")
-    encoding = best.encoding.lower()
-    encoding = "gb18030" if encoding in _CHINESE else encoding
-    return data.decode(encoding, errors="replace")
+    # A short Chinese sample fits Korean and Japanese code pages as well; these files are
+    # Chinese, so a Chinese candidate wins whenever the detector finds one plausible.
+    if any(m.encoding.lower() in _CHINESE for m in matches):
+        return data.decode("gb18030", errors="replace")
+    return data.decode(matches[0].encoding, errors="replace")
 
 
 def read_csv(data: bytes, name: str, limits: LimitsSettings) -> list[Grid]:

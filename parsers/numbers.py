@@ -55,6 +55,9 @@ def to_decimal(value: object, kind: ValueType = ValueType.DECIMAL) -> Decimal | 
 
 
 def _from_text(text: str, kind: ValueType) -> Decimal:
+    # NFKC turns ² or ① into a digit; a cell written that way is not a plain number.
+    if any(unicodedata.category(ch) in ("No", "Nl") for ch in text):
+        raise NotANumber(text)
     folded = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).translate(_MINUS))
     match = _NUMBER.match(folded)
     units = _YI_UNITS if kind is ValueType.DECIMAL else _COUNT_UNITS
