@@ -191,7 +191,9 @@ def assign(ctx: click.Context, submission_id: int, unit: str, by: str | None) ->
     with opened(ctx) as app:
         try:
             with app.db.session() as session:
-                submission = assign_unit(session, submission_id, unit, by=by or getpass.getuser(), now=utcnow())
+                submission = assign_unit(
+                    session, submission_id, unit, by=by or getpass.getuser(), now=utcnow(), registry=app.registry
+                )
                 click.echo(f"报送 {submission.id} 已指定为 {submission.unit}（{submission.status.value}）。")
         except TrackingError as err:
             raise click.ClickException(str(err)) from None

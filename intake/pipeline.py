@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from intake.app import App
 from intake.authenticity import check_sender, sender_problem
+from intake.faults import checkpoint
 from intake.decide import completeness, content_status, is_late, sheet_units
 from intake.mime import ParsedMail, parse_mail
 from intake.tracking import settle_current
@@ -76,6 +77,7 @@ class Outcome:
 def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> tuple[Message, bool]:
     """Archive the raw bytes durably, then record the message. Returns (row, created)."""
     digest = app.archive.store("mail", raw)
+    checkpoint("archive")
     headers = _headers_for_ledger(raw)
     with app.db.session() as session:
         existing = _at_location(session, location)
@@ -148,6 +150,7 @@ def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcom
         raw = app.archive.read("mail", digest)
         mail = parse_mail(raw)
         reports, unpack_problems = _read_attachments(app, mail, len(raw))
+        checkpoint("parse")
         return _store(app, message_pk, raw, mail, arrived_at, reports, unpack_problems)
     except Exception as err:  # noqa: BLE001 - one bad message must never block the rest
         log.exception("message %s quarantined", message_pk)
@@ -201,12 +204,11 @@ def _store(
 ) -> Outcome:
     settings = app.settings
     has_files = bool(reports) or bool(unpack_problems)
-    sender_match = app.registry.match(sender=mail.from_address, sheet_units=[], subject=None, body=None)
     reason = no_reply_reason(
         mail.message,
         sender=mail.from_address,
         our_addresses=app.our_addresses,
-        known_sender=sender_match.source == "sender",
+        known_sender=app.registry.by_sender(mail.from_address) is not None,
         has_attachments=has_files,
     )
     verdict = check_sender(

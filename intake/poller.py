@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from intake import mailbox as imap
 from intake.app import App
+from intake.faults import checkpoint
 from intake.pipeline import Location, Outcome, process_message, record_message
 from storage.models import MailboxCursor, Message, MessageState
 
@@ -78,11 +79,14 @@ def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
     uids = imap.uids_after(mailbox, last_uid)
     for batch in batched(uids, settings.batch_size):
         for fetched in imap.fetch(mailbox, list(batch)):
+            checkpoint("fetch")
             report.seen += 1
             location = Location(app.account, settings.folder, state.uidvalidity, fetched.uid)
             message, created = record_message(app, fetched.raw, fetched.arrived_at, location)
             report.new += created
+            checkpoint("record")
             report.outcomes.append(process_message(app, message.id))
+            checkpoint("commit")
         _save_cursor(app, settings.folder, state.uidvalidity, max(batch))
     if report.uidvalidity_changed and not uids:
         _save_cursor(app, settings.folder, state.uidvalidity, 0)
@@ -118,6 +122,7 @@ def _move_processed(app: App, mailbox: BaseMailBox, uidvalidity: int) -> int:
         pending = [(m.id, m.uid) for m in rows]
     for pk, uid in pending:
         imap.move(mailbox, uid, settings.processed_folder)
+        checkpoint("move")
         with app.db.session() as session:
             session.get(Message, pk).moved = True
     return len(pending)

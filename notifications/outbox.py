@@ -25,12 +25,16 @@ from imap_tools import AND, H, MailMessageFlags
 from sqlalchemy import select, update
 
 from config.settings import Security, Settings, SmtpSettings
+from intake.faults import checkpoint
 from storage.db import Database
 from storage.models import OutboxItem, OutboxState
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS = 3600.0
+# A row being sent is not due for anyone else until this has passed, so a second runner
+# (the CLI next to the scheduler) cannot take a live send for an interrupted one.
+SENDING_LEASE = dt.timedelta(0)
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
 DUE_STATES = (OutboxState.PENDING, OutboxState.SENDING)
 
@@ -207,13 +211,13 @@ class Outbox:
         with self.db.session() as session:
             return session.get(OutboxItem, item_id)
 
-    def _claim(self, item: OutboxItem) -> bool:
+    def _claim(self, item: OutboxItem, now: dt.datetime) -> bool:
         """Mark the row `sending` and count the attempt, unless someone else changed it first."""
         with self.db.session() as session:
             result = session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id, OutboxItem.state == item.state, OutboxItem.attempts == item.attempts)
-                .values(state=OutboxState.SENDING, attempts=item.attempts + 1)
+                .values(state=OutboxState.SENDING, attempts=item.attempts + 1, next_attempt_at=now + SENDING_LEASE)
             )
         item.attempts += 1
         return result.rowcount == 1
@@ -251,7 +255,9 @@ class Outbox:
         smtp = _Smtp(self.settings.smtp)
         with ExitStack() as stack:
             stack.callback(smtp.close)
-            sent_folder = _SentFolder(self.settings, stack) if self.settings.mailbox.sent_folder else None
+            mailbox = self.settings.mailbox
+            # The Maildir demo has no server to keep copies on.
+            sent_folder = _SentFolder(self.settings, stack) if mailbox.sent_folder and mailbox.source == "imap" else None
             for position, item_id in enumerate(due):
                 item = self._load(item_id)
                 if item is None or item.state not in DUE_STATES:
@@ -264,7 +270,7 @@ class Outbox:
                     if verdict == "unknown":
                         report.deferred += 1
                         continue
-                if not self._claim(item):
+                if not self._claim(item, now):
                     continue
                 try:
                     smtp.send(item)
@@ -280,6 +286,7 @@ class Outbox:
                         return
                     continue
                 note = self._keep_copy(sent_folder, item, now)
+                checkpoint("send")  # the window the Sent-folder check guards
                 self._set([item.id], state=OutboxState.SENT, sent_at=now, last_error=note)
                 report.sent += 1
 
