@@ -42,7 +42,9 @@ def parse_file(data: bytes, name: str, *, limits: LimitsSettings, parsing: Parsi
             report.pdf, report.problems = inspect_pdf(data, name, parsing=parsing, limits=limits)
         elif kind is FileKind.OTHER:
             report.problems = _other(data, name)
-    except Exception:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # any bug or a Rust panic in a reader: the file, not the run, fails
         log.exception("reading %s failed", name)
         report.problems = [_problem(ProblemCode.UNREADABLE_FILE, name, "文件无法读取，可能已损坏，请检查后重新发送。")]
     return report

@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from parsers.forms import FORMS, FormSpec
+from parsers.forms import FORM1, FORM1_BOUNDS, FORMS, FormSpec
 from parsers.grid import Grid
-from parsers.labels import Match, header_fields, is_note, is_title, is_total, match_header
+from parsers.labels import Match, header_fields, is_note, is_title, is_total, match_header, normalize
 
 SHARED_FIELDS = frozenset({"competition", "seq"})
+PRIVATE_PART = {large: small for small, large in FORM1_BOUNDS}
 MIN_DISTINCT = 2  # columns only one form has, e.g. 企业数 and 投资 for form 1
 MIN_MATCHED = 3
 # Templates come with empty bordered rows before 合计; a longer blank run ends the table.
@@ -90,6 +91,8 @@ def _assign(grid: Grid, rows: tuple[int, ...]) -> _Candidate:
         if len(texts) == 2 and texts[0] != texts[1]:
             candidates += [texts[0] + texts[1], texts[0]]
         matches = [m for text in candidates if text for m in match_header(text)]
+        if len(texts) == 2 and "非公" in normalize(texts[1]):
+            matches = [_private_part(m) for m in matches]
         if matches:
             top = max(m.rank for m in matches)
             per_column[col] = tuple(m for m in matches if m.rank == top)
@@ -104,6 +107,14 @@ def _assign(grid: Grid, rows: tuple[int, ...]) -> _Candidate:
         candidate = _Candidate(spec, {f: c for f, (_, c) in columns.items()}, rows)
         choices.append(((len(set(columns) - SHARED_FIELDS), len(columns), -spec.number), candidate))
     return max(choices, key=lambda choice: choice[0])[1]
+
+
+def _private_part(match: Match) -> Match:
+    """`其中：非公企业` under the group `预计参赛企业数` is the private part of that group."""
+    small = PRIVATE_PART.get(match.column.field)
+    if small is None or match.form != FORM1.number:
+        return match
+    return Match(match.form, FORM1.column(small), match.exact)
 
 
 def _read_body(layout: Layout) -> None:

@@ -39,9 +39,9 @@ def read_workbook(data: bytes, kind: FileKind, limits: LimitsSettings) -> list[G
         check_package(data, limits)
     try:
         return _read_calamine(data, limits)
-    except FileRejected:
+    except (FileRejected, KeyboardInterrupt, SystemExit):
         raise
-    except Exception:  # calamine's own errors, or a panic surfacing as another type
+    except BaseException:  # calamine's errors; a Rust panic arrives as a BaseException
         if kind is not FileKind.XLSX or data.startswith(OLE2):
             raise FileRejected(ProblemCode.UNREADABLE_FILE, "文件已损坏或格式无法识别，无法打开") from None
     return read_xlsx_openpyxl(data, limits)
@@ -49,7 +49,8 @@ def read_workbook(data: bytes, kind: FileKind, limits: LimitsSettings) -> list[G
 
 def _refuse_encrypted_ole(data: bytes) -> None:
     try:
-        with olefile.OleFileIO(data) as ole:
+        # A file object, never bytes: olefile takes short bytes for a file name.
+        with olefile.OleFileIO(io.BytesIO(data)) as ole:
             if ole.exists("EncryptionInfo") or ole.exists("EncryptedPackage"):
                 raise FileRejected(ProblemCode.ENCRYPTED_FILE, _ENCRYPTED)
             stream = next((s for s in ("Workbook", "Book") if ole.exists(s)), None)
@@ -57,7 +58,9 @@ def _refuse_encrypted_ole(data: bytes) -> None:
                 raise FileRejected(ProblemCode.UNREADABLE_FILE, "文件不是 Excel 工作簿，无法读取")
             if has_filepass(ole.openstream(stream).read()):
                 raise FileRejected(ProblemCode.ENCRYPTED_FILE, _ENCRYPTED)
-    except OSError:
+    except FileRejected:
+        raise
+    except Exception:  # olefile raises OSError, ValueError, struct.error … on a broken container
         raise FileRejected(ProblemCode.UNREADABLE_FILE, "文件已损坏，无法打开") from None
 
 
@@ -84,9 +87,9 @@ def _read_calamine(data: bytes, limits: LimitsSettings) -> list[Grid]:
         if meta.typ != python_calamine.SheetTypeEnum.WorkSheet or meta.visible != python_calamine.SheetVisibleEnum.Visible:
             continue
         sheet = book.get_sheet_by_name(meta.name)
-        height, width = sheet.end[0] + 1 if sheet.end else 0, sheet.end[1] + 1 if sheet.end else 0
-        _check_size(meta.name, height, width, limits)
-        rows = sheet.to_python(skip_empty_area=False) if height else []
+        last_row, last_col = sheet.end or (-1, -1)  # None for an empty sheet
+        _check_size(meta.name, last_row + 1, last_col + 1, limits)
+        rows = sheet.to_python(skip_empty_area=False) if sheet.end else []
         grids.append(Grid.build(meta.name, rows, sheet.merged_cell_ranges or ()))
     return grids
 

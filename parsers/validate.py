@@ -81,6 +81,7 @@ def build_tables(layouts: list[Layout], file: str) -> tuple[list[FormTable], lis
         elif layout.grid.name not in table.location.split("、"):
             table.location += "、" + layout.grid.name
         table.unit, table.filled_date = table.unit or layout.unit, table.filled_date or layout.date
+        _check_header(checker, layout)
         own = _read_rows(checker, layout, table)
         running = sums.setdefault(form, {f: Decimal(0) for f in own})
         for f, value in own.items():
@@ -88,6 +89,14 @@ def build_tables(layouts: list[Layout], file: str) -> tuple[list[FormTable], lis
         if layout.total_row is not None:
             table.totals = _check_totals(checker, layout, own, running)
     return list(tables.values()), checker.problems
+
+
+def _check_header(checker: _Checker, layout: Layout) -> None:
+    """A required column the header lacks leaves every row without it: say so once."""
+    cell = layout.grid.ref(layout.header_rows[0], layout.first_col)
+    for column in layout.spec.columns:
+        if column.required and column.field not in layout.columns:
+            checker.add(ProblemCode.MISSING_REQUIRED, cell, f"表头中没有“{short_label(column)}”一栏，请按通知表样填写。")
 
 
 def _read_rows(checker: _Checker, layout: Layout, table: FormTable) -> dict[str, Decimal | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from decimal import Decimal
 
@@ -153,3 +154,34 @@ def test_a_macro_workbook_is_read_for_its_values_only() -> None:
 def test_hidden_sheets_are_not_read() -> None:
     data = fx.xlsx(fx.form_sheet(1, name="表1"), fx.form_sheet(2, name="旧表"), hidden=("旧表",))
     assert [t.form for t in parse(data, "h.xlsx").forms] == [1]
+
+
+def test_sub_headers_for_the_private_part_of_a_group_find_their_columns() -> None:
+    report = parse(fx.grouped_form1_xlsx(), "grouped.xlsx")
+    row = report.forms[0].rows[0]
+    assert report.problems == [] and (row.enterprises, row.private_enterprises, row.workers, row.private_workers) == (
+        12, 8, 1500, 900)
+
+
+def test_it_finds_both_forms_stacked_on_one_sheet() -> None:
+    first, second = fx.form_sheet(1), fx.form_sheet(2, top=14)
+    first.cells.update(second.cells)
+    first.merges += second.merges
+    first.formulas.update(second.formulas)
+    report = parse(fx.xlsx(first), "stacked.xlsx")
+    assert [(t.form, len(t.rows), t.unit) for t in report.forms] == [(1, 3, fx.UNIT), (2, 2, fx.UNIT)]
+    assert report.problems == []
+
+
+def test_a_fill_date_typed_as_an_excel_date_is_kept_as_a_date() -> None:
+    sheet = fx.form_sheet(2)
+    sheet.cells[(1, 7)] = dt.datetime(2024, 2, 20)
+    assert parse(fx.xlsx(sheet), "d.xlsx").forms[0].filled_date == "2024-02-20"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "tiny", "garbage"])
+def test_a_broken_xls_is_unreadable(damage: str) -> None:
+    data = fx.xls(fx.form_sheet(1, total="value"))
+    broken = {"truncated": data[: len(data) // 2], "tiny": data[:8] + bytes(100),
+              "garbage": data[:512] + bytes(range(256)) * 12}[damage]
+    assert codes(parse(broken, "broken.xls")) == ["unreadable_file"]

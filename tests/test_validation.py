@@ -91,3 +91,16 @@ def test_every_cell_problem_is_an_error() -> None:
         "non_numeric", "private_gt_total", "missing_required", "negative_number", "total_mismatch"}
     assert {p.severity for p in report.problems} == {Severity.ERROR}
     assert all(p.file == NAME and p.message.startswith(f"《{NAME}》{p.cell}：") for p in report.problems)
+
+
+def test_a_header_without_a_required_column_says_so_once() -> None:
+    sheet = fx.form_sheet(2, total=None, title=False)
+    for cell in [k for k in sheet.cells if k[1] == 6 and k[0] >= 1]:  # drop the 预计决赛人数 column
+        del sheet.cells[cell]
+    found = [(c, cell, m) for c, cell, m in problems_of(fx.xlsx(sheet))]
+    assert found == [("missing_required", "Sheet1!A2",
+                      "《济南市.xlsx》Sheet1!A2：表头中没有“预计决赛人数”一栏，请按通知表样填写。")]
+
+
+def problems_of(data: bytes) -> list[tuple[str, str | None, str]]:
+    return [(p.code.value, p.cell, p.message) for p in parse(data, NAME).problems]
