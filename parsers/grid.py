@@ -8,7 +8,8 @@ was typed from one that was spread by a merge.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from openpyxl.utils.cell import get_column_letter
@@ -50,8 +51,8 @@ class Grid:
     def height(self) -> int:
         return len(self.rows)
 
-    @property
-    def width(self) -> int:
+    @cached_property
+    def width(self) -> int:  # read for every row scanned; the rows never change after build
         return max((len(r) for r in self.rows), default=0)
 
     def value(self, row: int, col: int) -> Any:

@@ -160,8 +160,8 @@ def _read_fields(layout: Layout, floor: int) -> None:
     for cells in lines:
         for i, text in enumerate(cells):
             for key, value in header_fields(text).items():
-                if not value:
-                    value = next((t for t in cells[i + 1:] if not header_fields(t)), "")
+                if not value and i + 1 < len(cells) and not header_fields(cells[i + 1]):
+                    value = cells[i + 1]  # the label in one cell, its value in the next
                 if value and getattr(layout, key) is None:
                     setattr(layout, key, value)
 
