@@ -9,10 +9,12 @@ not gb2312 but is still sent labelled so. We take parameters from the raw header
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import email
 import email.header
 import email.utils
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -158,10 +160,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
 
 def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool) -> None:
     content_type = part.get_content_type()
-    if content_type == "message/rfc822" or (part.is_multipart() and content_type.startswith("message/")):
-        for inner in part.get_payload() or []:
-            if isinstance(inner, Message):
-                _walk(inner, parsed, forwarded=True)
+    if content_type == "message/rfc822":
+        for inner in _embedded_messages(part):
+            _walk(inner, parsed, forwarded=True)
         return
     if part.is_multipart():
         for inner in part.get_payload() or []:
@@ -184,6 +185,24 @@ def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool) -> None:
     parsed.attachments.append(
         Attachment(name=safe_filename(name), data=data, content_type=content_type, forwarded=forwarded)
     )
+
+
+def _embedded_messages(part: Message) -> list[Message]:
+    """A forwarded mail. Some clients base64-encode message/rfc822 (RFC 2046 forbids it;
+    it is sent anyway): the parser then holds the encoded text, so decode and parse it."""
+    payload = part.get_payload()
+    inner = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+    encoding = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+    if encoding not in ("base64", "quoted-printable"):
+        return inner
+    text = inner[0].as_string() if inner else str(payload or "")
+    body = text.split("\n\n", 1)[-1] if inner and inner[0].keys() else text
+    raw = body.encode("ascii", "ignore")
+    try:
+        data = binascii.a2b_base64(raw) if encoding == "base64" else quopri.decodestring(raw)
+    except (binascii.Error, ValueError):
+        return inner
+    return [email.message_from_bytes(data, policy=RAW_HEADERS)]
 
 
 def _guess_extension(content_type: str) -> str:

@@ -11,7 +11,6 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from itertools import batched
 from pathlib import Path
 
 from imap_tools import BaseMailBox
@@ -77,8 +76,9 @@ def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
                 settings.folder, cursor.uidvalidity, state.uidvalidity,
             )
     uids = imap.uids_after(mailbox, last_uid)
-    for batch in batched(uids, settings.batch_size):
-        for fetched in imap.fetch(mailbox, list(batch)):
+    for start in range(0, len(uids), settings.batch_size):
+        batch = uids[start : start + settings.batch_size]
+        for fetched in imap.fetch(mailbox, batch):
             checkpoint("fetch")
             report.seen += 1
             location = Location(app.account, settings.folder, state.uidvalidity, fetched.uid)

@@ -9,6 +9,7 @@ resubmission, a forwarded mail and a Word table.
 from __future__ import annotations
 
 import base64
+import email
 import datetime as dt
 import io
 import zipfile
@@ -240,7 +241,7 @@ def forwarded(inner: bytes, *, sender: tuple[str, str], subject: str, date: dt.d
     outer["Date"] = format_datetime(date)
     outer["Message-ID"] = make_msgid(domain=sender[1].split("@")[1])
     outer.set_content("转发单位报送材料，请查收。")
-    outer.add_attachment(inner, maintype="message", subtype="rfc822")
+    outer.add_attachment(email.message_from_bytes(inner))  # message/rfc822, as Outlook forwards
     return outer.as_bytes()
 
 

@@ -76,3 +76,14 @@ def test_a_subject_with_crlf_injection_is_flattened() -> None:
 def test_an_html_only_body_is_read_as_text() -> None:
     raw = b"From: a@b.cn\r\nContent-Type: text/html; charset=gbk\r\n\r\n" + "<p>济南市总工会</p><script>x()</script>".encode("gbk")
     assert parse_mail(raw).body_text.strip() == "济南市总工会"
+
+
+def test_a_forwarded_message_is_walked_even_when_its_client_base64_encoded_it() -> None:
+    inner = (b"From: b@example.cn\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=I\r\n\r\n"
+             b"--I\r\nContent-Type: application/pdf; name=\"scan.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+             b"JVBERi0xLjQ=\r\n--I--\r\n")
+    outer = (b"From: a@example.cn\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=O\r\n\r\n"
+             b"--O\r\nContent-Type: text/plain\r\n\r\nfw\r\n--O\r\nContent-Type: message/rfc822\r\n"
+             b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(inner) + b"--O--\r\n")
+    attachments = parse_mail(outer).attachments
+    assert [(a.name, a.data, a.forwarded) for a in attachments] == [("scan.pdf", b"%PDF-1.4", True)]
