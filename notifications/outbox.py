@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MAX_RETRY_SECONDS = 3600.0
 # A row being sent is not due for anyone else until this has passed, so a second runner
 # (the CLI next to the scheduler) cannot take a live send for an interrupted one.
-SENDING_LEASE = dt.timedelta(0)
+SENDING_LEASE = dt.timedelta(minutes=15)
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
 DUE_STATES = (OutboxState.PENDING, OutboxState.SENDING)
 

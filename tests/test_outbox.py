@@ -7,6 +7,7 @@ import email
 import email.policy
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,16 @@ def test_a_failed_login_never_puts_the_password_in_the_log_or_the_row(
     assert report.failed == 1
     [row] = rows(db)
     assert row.last_error and password not in row.last_error and password not in caplog.text
+
+
+def test_a_send_in_flight_in_another_runner_is_not_taken_for_an_interrupted_one(db: Database, smtp_sink: SmtpSink) -> None:
+    queue_mails(db, 1)
+    settings = settings_for(smtp_sink, timeout_seconds=10)
+    smtp_sink.hold()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scheduler_run = pool.submit(Outbox(db, settings).send_pending)
+        smtp_sink.wait_until_held()  # the row is `sending` and its mail is in DATA
+        assert Outbox(db, settings).send_pending().sent == 0  # e.g. `intake send` from a terminal
+        smtp_sink.release()
+        assert scheduler_run.result(timeout=10).sent == 1
+    assert smtp_sink.attempts == 1 and len(smtp_sink.messages) == 1

@@ -6,6 +6,7 @@ to answer every MAIL FROM with a 4xx to simulate a throttling provider.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass
 
@@ -39,6 +40,12 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        if self.sink._release is not None:  # noqa: SLF001
+            with self.sink._changed:  # noqa: SLF001
+                self.sink.held += 1
+                self.sink._changed.notify_all()  # noqa: SLF001
+            # Wait off the event loop, so the server still answers other clients meanwhile.
+            await asyncio.get_running_loop().run_in_executor(None, self.sink._release.wait)  # noqa: SLF001
         received = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
         with self.sink._changed:  # noqa: SLF001
             self.sink.messages.append(received)
@@ -47,7 +54,7 @@ class _Handler:
 
 
 class SmtpSink:
-    """`SmtpSink().start()`; `.messages`; `.stop()` / `.start()`; `.refuse("421 ...")` / `.accept()`."""
+    """`SmtpSink().start()`; `.messages`; `.stop()`/`.start()`; `.refuse("421 ...")`/`.accept()`; `.hold()`/`.release()`."""
 
     def __init__(self, port: int | None = None) -> None:
         self.host = "127.0.0.1"
@@ -55,6 +62,8 @@ class SmtpSink:
         self.messages: list[Received] = []
         self.attempts = 0  # MAIL FROM commands seen, refused or not
         self.refusal: str | None = None
+        self.held = 0  # messages that reached DATA while holding
+        self._release: threading.Event | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._controller: Controller | None = None
@@ -67,6 +76,7 @@ class SmtpSink:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
@@ -78,6 +88,20 @@ class SmtpSink:
     def accept(self) -> None:
         with self._lock:
             self.refusal = None
+
+    def hold(self) -> None:
+        """Keep every DATA unanswered until release(): a send that is in flight."""
+        self._release = threading.Event()
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release.set()
+            self._release = None
+
+    def wait_until_held(self, count: int = 1, timeout: float = 10.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.held >= count, timeout=timeout):
+                raise TimeoutError(f"expected {count} held messages, got {self.held}")
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Block until `count` messages have arrived (a condition, not a sleep)."""
