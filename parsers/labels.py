@@ -94,6 +94,19 @@ def is_total(text: object) -> bool:
     return any(key == label or key.startswith(label + "(") for label in TOTAL_LABELS)
 
 
+def is_subtotal(text: object) -> bool:
+    """A 小计 row inside a table: its figures repeat rows already counted."""
+    return normalize(text).rstrip(":").startswith("小计")
+
+
+_UNIT_NOTE = re.compile(r"^\(?(?:单位:)?(?:家|个|人|名|人次|亿元|万元|元|个数|人数)\)?$")
+
+
+def is_unit_note(text: object) -> bool:
+    """`（家）`, `(人)`, `单位：亿元`: a row of these under a header belongs to the header."""
+    return bool(_UNIT_NOTE.match(normalize(text)))
+
+
 def is_title(text: object) -> bool:
     """A form's title row, e.g. `2024年度竞赛项目汇总表（重点工程类）`."""
     return "汇总表" in normalize(text)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from parsers.forms import FORM1, FORM1_BOUNDS, FORMS, FormSpec
 from parsers.grid import Grid
-from parsers.labels import Match, header_fields, is_note, is_title, is_total, match_header, normalize
+from parsers.labels import (Match, header_fields, is_note, is_subtotal, is_title, is_total, is_unit_note, match_header,
+                            normalize)
 
 SHARED_FIELDS = frozenset({"competition", "seq"})
 PRIVATE_PART = {large: small for small, large in FORM1_BOUNDS}
@@ -127,6 +128,9 @@ def _read_body(layout: Layout) -> None:
         if lead is not None and is_total(lead):
             layout.total_row = last = row
             break
+        if lead is not None and is_subtotal(lead) or not layout.body and _unit_row(layout, row):
+            last = row
+            continue
         if all(grid.value(row, layout.columns[f]) is None for f in data_fields) or _spread_row(layout, row):
             if row - last > BLANK_RUN:
                 break
@@ -138,13 +142,16 @@ def _read_body(layout: Layout) -> None:
     layout.end = last + 1
 
 
+def _unit_row(layout: Layout, row: int) -> bool:
+    """A row of units such as `（家）`, `（人）` right under the header."""
+    texts = [layout.grid.value(row, c) for c in layout.columns.values()]
+    filled = [t for t in texts if t is not None]
+    return bool(filled) and all(isinstance(t, str) and is_unit_note(t) for t in filled)
+
+
 def _lead_text(grid: Grid, row: int, last_col: int) -> str | None:
-    """The first text in the row, where 合计 or a note would be written."""
-    for col in range(last_col + 1):
-        value = grid.value(row, col)
-        if value is not None:
-            return value if isinstance(value, str) else None
-    return None
+    """The first text in the row (past a 序号), where 合计 or a note would be written."""
+    return next((v for c in range(last_col + 1) if isinstance(v := grid.value(row, c), str)), None)
 
 
 def _spread_row(layout: Layout, row: int) -> bool:

@@ -185,3 +185,20 @@ def test_a_broken_xls_is_unreadable(damage: str) -> None:
     broken = {"truncated": data[: len(data) // 2], "tiny": data[:8] + bytes(100),
               "garbage": data[:512] + bytes(range(256)) * 12}[damage]
     assert codes(parse(broken, "broken.xls")) == ["unreadable_file"]
+
+
+def test_a_row_of_units_under_the_header_is_part_of_the_header() -> None:
+    sheet = fx.form_sheet(1, title=False, top=0, total=None, notes=False)
+    sheet.cells = {(r + 1 if r >= 2 else r, c): v for (r, c), v in sheet.cells.items()}
+    sheet.put_row(2, [None, None, None, "（家）", "（家）", "（人）", "（人）", "（亿元）"])
+    report = parse(fx.xlsx(sheet), "units.xlsx")
+    assert report.problems == [] and len(report.forms[0].rows) == 3
+
+
+def test_subtotal_rows_are_neither_data_nor_the_total() -> None:
+    rows = [*fx.FORM2_ROWS[:1], ["小计", None, None, None, 300, 30, None], *fx.FORM2_ROWS[1:]]
+    sheet = fx.form_sheet(2, [list(r) for r in rows], total_values={4: 500, 5: 50})
+    del sheet.cells[(4, 0)]  # the 小计 row has no 序号
+    report = parse(fx.xlsx(sheet), "sub.xlsx")
+    table = report.forms[0]
+    assert len(table.rows) == 2 and table.totals == {"prelim": 500, "final": 50} and report.problems == []
