@@ -11,6 +11,7 @@ import math
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from parsers.forms import ValueType
 
@@ -37,38 +38,39 @@ def is_blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def to_decimal(value: object, kind: ValueType = ValueType.DECIMAL) -> Decimal | None:
-    """The exact value of a cell as Decimal; None for a blank cell."""
+def to_decimal(value: object, kind: ValueType = ValueType.DECIMAL, bare_unit: str = "") -> Decimal | None:
+    """The exact value of a cell as Decimal; None for a blank cell. `bare_unit` is the unit
+    a number without one is in (the column header's, e.g. 万元 for `投资额（万元）`)."""
     if is_blank(value):
         return None
+    units = _YI_UNITS if kind is ValueType.DECIMAL else _COUNT_UNITS
     if isinstance(value, bool) or isinstance(value, (dt.date, dt.time, dt.timedelta)):
         raise NotANumber(value)
     if isinstance(value, int):
-        return Decimal(value)
+        return Decimal(value) * units[bare_unit]
     if isinstance(value, float):
         if not math.isfinite(value):
             raise NotANumber(value)
-        return Decimal(repr(round(value, _FLOAT_PLACES))).normalize() + 0
+        return Decimal(repr(round(value, _FLOAT_PLACES))) * units[bare_unit]
     if isinstance(value, Decimal):
-        return value
-    return _from_text(str(value), kind)
+        return value * units[bare_unit]
+    number, unit = _from_text(str(value), units)
+    return number * units[unit or bare_unit]
 
 
-def _from_text(text: str, kind: ValueType) -> Decimal:
+def _from_text(text: str, units: dict[str, Any]) -> tuple[Decimal, str]:
     # NFKC turns ² or ① into a digit; a cell written that way is not a plain number.
     if any(unicodedata.category(ch) in ("No", "Nl") for ch in text):
         raise NotANumber(text)
     folded = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).translate(_MINUS))
     match = _NUMBER.match(folded)
-    units = _YI_UNITS if kind is ValueType.DECIMAL else _COUNT_UNITS
     if not match or match.group(4) not in units:
         raise NotANumber(text)
     sign, digits, fraction, unit = match.groups()
     try:
-        number = Decimal(sign + digits.replace(",", "") + (fraction or ""))
+        return Decimal(sign + digits.replace(",", "") + (fraction or "")), unit
     except InvalidOperation:
         raise NotANumber(text) from None
-    return number * units[unit]
 
 
 def to_count(value: object) -> int | None:
@@ -81,11 +83,17 @@ def to_count(value: object) -> int | None:
     return int(number)
 
 
-def to_money(value: object) -> Decimal | None:
-    """An amount in 亿元; `15000万元` is 1.5."""
-    number = to_decimal(value, ValueType.DECIMAL)
+def to_money(value: object, bare_unit: str = "") -> Decimal | None:
+    """An amount in 亿元; `15000万元` is 1.5, and so is 15000 under a 万元 header."""
+    number = to_decimal(value, ValueType.DECIMAL, bare_unit)
     return None if number is None else number.normalize() + 0
 
 
-def read_value(value: object, kind: ValueType) -> int | Decimal | None:
-    return to_count(value) if kind is ValueType.INT else to_money(value)
+def money_unit(header: str) -> str:
+    """The unit a money column's header states for bare numbers: 亿元 (the notice's), 万元 or 元."""
+    folded = unicodedata.normalize("NFKC", header)
+    return next((unit for unit in ("亿元", "万元", "元") if unit in folded), "")
+
+
+def read_value(value: object, kind: ValueType, bare_unit: str = "") -> int | Decimal | None:
+    return to_count(value) if kind is ValueType.INT else to_money(value, bare_unit)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from parsers.forms import FORM1, FORM1_BOUNDS, FORMS, FormSpec
+from parsers.forms import FORM1, FORM1_BOUNDS, FORMS, FormSpec, ValueType
 from parsers.grid import Grid
+from parsers.numbers import money_unit
 from parsers.labels import (Match, header_fields, is_note, is_subtotal, is_title, is_total, is_unit_note, match_header,
                             normalize)
 
@@ -32,6 +33,7 @@ class Layout:
     spec: FormSpec
     header_rows: tuple[int, ...]
     columns: dict[str, int]  # field → column index
+    money_units: dict[str, str] = field(default_factory=dict)  # field → unit of bare numbers
     body: list[int] = field(default_factory=list)
     total_row: int | None = None
     end: int = 0  # first row after the table
@@ -41,6 +43,14 @@ class Layout:
     @property
     def first_col(self) -> int:
         return min(self.columns.values())
+
+
+def _with_units(layout: Layout) -> Layout:
+    for column in layout.spec.columns:
+        if column.type is ValueType.DECIMAL and column.field in layout.columns:
+            header = "".join(layout.grid.text(r, layout.columns[column.field]) for r in layout.header_rows)
+            layout.money_units[column.field] = money_unit(header)
+    return layout
 
 
 def find_layouts(grids: list[Grid]) -> list[Layout]:
@@ -67,8 +77,8 @@ def header_at(grid: Grid, row: int) -> Layout | None:
         # and no fewer than the row below: a group header above its sub-headers.
         double, below = _assign(grid, (row, row + 1)), _assign(grid, (row + 1,))
         if double.qualifies and len(double.columns) > len(top.columns) and len(double.columns) >= len(below.columns):
-            return Layout(grid, double.spec, double.rows, double.columns)
-    return Layout(grid, top.spec, top.rows, top.columns) if top.qualifies else None
+            return _with_units(Layout(grid, double.spec, double.rows, double.columns))
+    return _with_units(Layout(grid, top.spec, top.rows, top.columns)) if top.qualifies else None
 
 
 @dataclass

@@ -39,7 +39,7 @@ class _Checker:
                 self.add(ProblemCode.MISSING_REQUIRED, cell, f"{short_label(column)}未填写。")
             return None, True
         try:
-            number = read_value(value, column.type)
+            number = read_value(value, column.type, layout.money_units.get(column.field, ""))
         except NotANumber as err:
             hint = "请填写整数" if err.reason == "不是整数" else "请填写阿拉伯数字"
             self.add(ProblemCode.NON_NUMERIC, cell, f"{short_label(column)}“{value}”{err.reason}，{hint}。")

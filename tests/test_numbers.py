@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.numbers import NotANumber, to_count, to_money
+from parsers.numbers import NotANumber, money_unit, to_count, to_money
 
 FULL_WIDTH = str.maketrans("0123456789,", "０１２３４５６７８９，")
 
@@ -72,3 +72,9 @@ def test_text_without_decimal_digits_never_parses_to_a_number(text: str) -> None
 def test_approximate_counts_are_never_guessed(n: int, prefix: str) -> None:
     with pytest.raises(NotANumber):
         to_count(f"{prefix}{n}")
+
+
+def test_a_bare_number_under_a_wan_yuan_header_is_converted_to_yi_yuan() -> None:
+    assert to_money(15000, money_unit("年度投资总额（万元）")) == Decimal("1.5")
+    assert to_money("2亿元", money_unit("年度投资总额（万元）")) == Decimal(2)
+    assert to_money(1.5, money_unit("年度投资总额（亿元）")) == Decimal("1.5")

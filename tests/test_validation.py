@@ -104,3 +104,12 @@ def test_a_header_without_a_required_column_says_so_once() -> None:
 
 def problems_of(data: bytes) -> list[tuple[str, str | None, str]]:
     return [(p.code.value, p.cell, p.message) for p in parse(data, NAME).problems]
+
+
+def test_investment_under_a_wan_yuan_header_is_read_in_yi_yuan() -> None:
+    sheet = fx.form_sheet(1, form1((0, 6, 456000), (1, 6, 123000), (2, 6, 300000)), total="value",
+                          total_values={6: 879000})
+    sheet.cells[(2, 7)] = "年度投资总额（万元）"
+    report = parse(fx.xlsx(sheet), NAME)
+    assert report.problems == [] and report.forms[0].rows[0].investment == Decimal("45.6")
+    assert report.forms[0].totals["investment"] == Decimal("87.9")
