@@ -1,0 +1,257 @@
+"""Is a red seal (公章) pressed on the page? A colour-and-shape test on the page image.
+
+The physics: seal ink is a saturated red (hue within ~20° of red), a seal is a ring
+30–50 mm across (round 公章) or about 38×26 mm (oval), with a star and text inside.
+So: balance the paper to white (scanner tint, photos under warm light), keep the red,
+drop long straight red strokes (table lines, rules, underlines), group what is left
+into blobs the size of a seal and accept a blob whose outline is an ellipse in the
+size window with ink running round most of its rim. A letterhead band, a red table or
+a handwritten red note fails the size, roundness or ring test.
+
+A greyscale scan can show no red at all, so it proves nothing: `None`, not `False`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+MM_PER_INCH = 25.4
+A4_SHORT_MM = 210.0
+# Pages smaller or larger than this are not paper as scanned: a photo saved at 72 dpi
+# gives a "page" a metre wide. Such pages are taken to be A4 across their short side.
+PAPER_SHORT_MM = (120.0, 450.0)
+# A page that is one image covering at least this much of it is a scan.
+SCAN_COVER = 0.85
+GREY_COLOURSPACES = frozenset({pdfium_c.FPDF_COLORSPACE_DEVICEGRAY, pdfium_c.FPDF_COLORSPACE_CALGRAY})
+
+# Red ink after white balance (OpenCV hue is 0..180, i.e. degrees / 2).
+RED_HUE_LOW, RED_HUE_HIGH = 10, 160
+MIN_SATURATION = 45  # a faded seal still has ~60; balanced paper stays under ~20
+MIN_VALUE = 70  # below this hue is noise: black text and its colour fringes
+# Share of pixels whose channels differ by more than JPEG rounding: under this the
+# image holds no colour at all, so it cannot show red.
+NEUTRAL_SPREAD, MIN_COLOUR_SHARE = 6, 0.005
+
+
+@dataclass(frozen=True)
+class SealWindow:
+    """Accepted seal sizes, in mm, and the shape tests."""
+
+    major: tuple[float, float] = (28.0, 56.0)
+    minor_min: float = 20.0
+    aspect_min: float = 0.55  # 38×26 mm oval is 0.68; a photo at an angle squeezes a circle
+    roundness_min: float = 0.84  # 4πA/P² of the outline: circle 1, ellipse 3:2 0.96, square 0.79
+    rim_min: float = 0.55  # share of the rim's angular sectors that carry ink
+    fill: tuple[float, float] = (0.03, 0.85)  # ink share inside: a solid disc is no seal
+    line_mm: float = 30.0  # straight red strokes longer than this are lines, not a seal
+    # How far apart pieces of one seal may lie: a good print is one piece within 3 mm;
+    # a worn, dry or unevenly pressed seal breaks its ring into arcs with wider gaps.
+    group_mm: tuple[float, ...] = (3.0, 8.0)
+
+
+WINDOW = SealWindow()
+
+
+def paper_mm(width_pt: float, height_pt: float) -> tuple[float, float]:
+    """The physical size of a page; an implausible page size is taken as A4 (short side)."""
+    w, h = width_pt / 72 * MM_PER_INCH, height_pt / 72 * MM_PER_INCH
+    short = min(w, h)
+    if short <= 0:
+        return (A4_SHORT_MM, A4_SHORT_MM * math.sqrt(2))
+    if PAPER_SHORT_MM[0] <= short <= PAPER_SHORT_MM[1]:
+        return (w, h)
+    scale = A4_SHORT_MM / short
+    return (w * scale, h * scale)
+
+
+def has_colour(bgr: np.ndarray) -> bool:
+    """Whether the image holds any colour beyond JPEG rounding (paper tint counts)."""
+    sample = bgr[::3, ::3]
+    spread = sample.max(axis=2).astype(np.int16) - sample.min(axis=2)
+    return float(np.count_nonzero(spread > NEUTRAL_SPREAD)) / spread.size >= MIN_COLOUR_SHARE
+
+
+def white_balance(bgr: np.ndarray) -> np.ndarray:
+    """Scale each channel so the paper (the bright majority) is white."""
+    sample = bgr[::4, ::4].reshape(-1, 3)
+    paper = np.percentile(sample, 90, axis=0)
+    out = np.empty_like(bgr)
+    for c in range(3):
+        gain = min(2.0, 255.0 / max(float(paper[c]), 1.0))
+        lut = np.clip(np.arange(256) * gain, 0, 255).astype(np.uint8)
+        out[..., c] = cv2.LUT(bgr[..., c], lut)
+    return out
+
+
+def red_mask(bgr: np.ndarray) -> np.ndarray:
+    hsv = cv2.cvtColor(white_balance(bgr), cv2.COLOR_BGR2HSV)
+    h, s, v = cv2.split(hsv)
+    red = cv2.bitwise_or(cv2.inRange(h, 0, RED_HUE_LOW), cv2.inRange(h, RED_HUE_HIGH, 180))
+    strong = cv2.bitwise_and(cv2.inRange(s, MIN_SATURATION, 255), cv2.inRange(v, MIN_VALUE, 255))
+    return cv2.bitwise_and(red, strong)
+
+
+def _without_lines(mask: np.ndarray, px_per_mm: float, window: SealWindow) -> np.ndarray:
+    """Remove long horizontal and vertical strokes; a few degrees of skew are tolerated
+    because the mask is thickened before the long openings look for them."""
+    length = max(5, round(window.line_mm * px_per_mm))
+    thick = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)),
+                       iterations=max(1, round(0.3 * px_per_mm)))
+    lines = cv2.bitwise_or(
+        cv2.morphologyEx(thick, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1))),
+        cv2.morphologyEx(thick, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length))),
+    )
+    return cv2.bitwise_and(mask, cv2.bitwise_not(lines))
+
+
+def _is_seal(points: np.ndarray, px_per_mm: float, window: SealWindow) -> bool:
+    """points: (N, 2) x,y of red pixels in one blob."""
+    hull = cv2.convexHull(points.astype(np.int32))
+    if len(hull) < 5:
+        return False
+    (cx, cy), (d1, d2), angle = cv2.fitEllipse(hull)
+    major, minor = max(d1, d2) / px_per_mm, min(d1, d2) / px_per_mm
+    if not (window.major[0] <= major <= window.major[1] and minor >= window.minor_min
+            and minor / major >= window.aspect_min):
+        return False
+    area, perimeter = cv2.contourArea(hull), cv2.arcLength(hull, True)
+    if perimeter <= 0 or 4 * math.pi * area / perimeter**2 < window.roundness_min:
+        return False
+    # Into the ellipse's frame: rho 1 on the rim, theta round it.
+    t = math.radians(angle)
+    dx, dy = points[:, 0] - cx, points[:, 1] - cy
+    u = (dx * math.cos(t) + dy * math.sin(t)) / (d1 / 2)
+    w = (-dx * math.sin(t) + dy * math.cos(t)) / (d2 / 2)
+    rho = np.hypot(u, w)
+    inside = np.count_nonzero(rho <= 1.05) / (math.pi * d1 * d2 / 4)
+    if not window.fill[0] <= inside <= window.fill[1]:
+        return False
+    rim = (rho >= 0.8) & (rho <= 1.1)
+    sectors = np.bincount(((np.arctan2(w[rim], u[rim]) + math.pi) / (2 * math.pi) * 36).astype(int) % 36,
+                          minlength=36)
+    return np.count_nonzero(sectors >= 2) / 36 >= window.rim_min
+
+
+def detect_seal(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW) -> bool | None:
+    """True: a red seal is on this page image (BGR); False: a colour image without one;
+    None: a greyscale image, which cannot show one."""
+    if image.ndim == 2 or image.shape[2] == 1 or not has_colour(image[..., :3]):
+        return None
+    mask = red_mask(np.ascontiguousarray(image[..., :3]))
+    if not mask.any():
+        return False
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # specks, fringes
+    mask = _without_lines(mask, px_per_mm, window)
+    return any(_any_seal(mask, px_per_mm, window, gap) for gap in window.group_mm)
+
+
+def _any_seal(mask: np.ndarray, px_per_mm: float, window: SealWindow, gap_mm: float) -> bool:
+    join = max(3, round(gap_mm * px_per_mm)) | 1
+    groups = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join)))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(groups, connectivity=8)
+    smallest, largest = window.minor_min * px_per_mm, (window.major[1] * 1.2 + gap_mm) * px_per_mm
+    for i in range(1, count):
+        x, y, w, h = stats[i, :4]
+        if max(w, h) < smallest or max(w, h) > largest:
+            continue
+        box = labels[y:y + h, x:x + w] == i
+        ys, xs = np.nonzero(box & (mask[y:y + h, x:x + w] > 0))
+        if len(xs) >= 5 and _is_seal(np.column_stack([xs + x, ys + y]), px_per_mm, window):
+            return True
+    return False
+
+
+# --- pages of a PDF ---------------------------------------------------------------------
+
+
+@dataclass
+class PageImage:
+    pixels: np.ndarray  # BGR, or 2-D grey
+    px_per_mm: float
+    scanned: bool  # one image covering the page, as a scanner makes
+
+
+def _fit(pixels: np.ndarray, px_per_mm: float, dpi: int) -> tuple[np.ndarray, float]:
+    """Shrink to the working dpi: a 600-dpi scan holds no more seal than a 150-dpi one."""
+    target = dpi / MM_PER_INCH
+    if px_per_mm <= target * 1.05:
+        return pixels, px_per_mm
+    scale = target / px_per_mm
+    size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), target
+
+
+def _scan_image(page: pdfium.PdfPage) -> pdfium.PdfImage | None:
+    width, height = page.get_size()
+    images = list(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2))
+    if len(images) != 1:
+        return None
+    left, bottom, right, top = images[0].get_bounds()
+    covered = max(0.0, min(right, width) - max(left, 0)) * max(0.0, min(top, height) - max(bottom, 0))
+    return images[0] if covered >= SCAN_COVER * width * height else None
+
+
+def page_image(page: pdfium.PdfPage, dpi: int) -> PageImage:
+    """The page as pixels: the scanner's own image when the page is one (fast, and tells
+    a grey scan by its colour space), else a render."""
+    width_mm, height_mm = paper_mm(*page.get_size())
+    image = _scan_image(page)
+    if image is not None:
+        try:
+            meta = image.get_metadata()
+            if meta.bits_per_pixel == 1 or meta.colorspace in GREY_COLOURSPACES:
+                return PageImage(np.zeros((1, 1), np.uint8), dpi / MM_PER_INCH, True)
+            bitmap = image.get_bitmap()
+            if bitmap.format in (pdfium_c.FPDFBitmap_Gray, pdfium_c.FPDFBitmap_BGR,
+                                 pdfium_c.FPDFBitmap_BGRx, pdfium_c.FPDFBitmap_BGRA):
+                pixels = bitmap.to_numpy()
+                pixels = pixels if pixels.ndim == 2 else pixels[..., :3]
+                long_px = max(pixels.shape[:2])
+                fitted, scale = _fit(pixels, long_px / max(width_mm, height_mm), dpi)
+                return PageImage(fitted, scale, True)
+        except pdfium.PdfiumError:
+            pass  # an image pdfium cannot decode alone may still render
+    return PageImage(render(page, dpi), dpi / MM_PER_INCH, image is not None)
+
+
+def render(page: pdfium.PdfPage, dpi: int) -> np.ndarray:
+    """The page as displayed (its rotation applied), BGR, at `dpi` of the assumed paper."""
+    width_mm, height_mm = paper_mm(*page.get_size())
+    scale = dpi / MM_PER_INCH * max(width_mm, height_mm) / max(page.get_size())
+    return page.render(scale=scale).to_numpy()[..., :3]
+
+
+def page_order(pages: int, cap: int) -> list[int]:
+    """Where seals are: the first page (under 汇总单位) and the last, then the rest."""
+    order = list(dict.fromkeys([0, pages - 1, *range(1, pages - 1)]))
+    return [i for i in order if 0 <= i < pages][:cap]
+
+
+def document_seal(pdf: pdfium.PdfDocument, dpi: int, *, deadline: float, max_pages: int = 6) -> bool | None:
+    """True if any checked page shows a seal; False if some page is in colour and none
+    does; None if no page could prove either (grey scans, or out of time)."""
+    verdict: bool | None = None
+    for index in page_order(len(pdf), max_pages):
+        if time.monotonic() > deadline:
+            break
+        page = pdf[index]
+        try:
+            shot = page_image(page, dpi)
+        finally:
+            page.close()
+        found = detect_seal(shot.pixels, shot.px_per_mm)
+        if found is None and not shot.scanned and shot.pixels.ndim == 3:
+            # A page drawn, not scanned, in black only: it is in "colour" and has no seal.
+            found = False
+        if found:
+            return True
+        if found is False:
+            verdict = False
+    return verdict
