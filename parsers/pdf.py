@@ -9,7 +9,6 @@ Work per file is bounded by `limits.seconds_per_file` and by page caps.
 from __future__ import annotations
 
 import io
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,8 +81,7 @@ def rows_from_words(words: Iterable[Word]) -> list[list[Cell]]:
     for word in sorted(words, key=lambda w: (w.top + w.bottom) / 2):
         middle = (word.top + word.bottom) / 2
         if lines and lines[-1][0] <= middle <= lines[-1][1]:
-            top, bottom, members = lines[-1]
-            members.append(word)
+            lines[-1][2].append(word)
             continue
         lines.append((word.top, word.bottom, [word]))
     return [[Cell(w.text, w.x0, w.x1) for w in sorted(members, key=lambda w: w.x0)] for _, _, members in lines]
@@ -234,11 +232,10 @@ def read_text_layer(data: bytes, *, deadline: float, max_pages: int = MAX_TEXT_P
             if time.monotonic() > deadline:
                 break
             words = [Word(w["text"], w["x0"], w["x1"], w["top"], w["bottom"]) for w in page.extract_words()]
-            if not words:
-                continue
-            summary.add(read_rows(_table_rows(page)))
-            summary.add(read_rows(rows_from_words(words)))
-            page.close()
+            if words:
+                summary.add(read_rows(_table_rows(page)))
+                summary.add(read_rows(rows_from_words(words)))
+            page.close()  # pdfplumber caches each page's objects until closed
     return summary
 
 
