@@ -140,6 +140,16 @@ class RemindersSettings(_Section):
     before: list[str] = ["3d", "1d"]
 
 
+class AuthenticitySettings(_Section):
+    # Only Authentication-Results added by these hosts (our own receiving server, e.g.
+    # "mx.163.com") are believed: any other copy of the header may come from the sender.
+    trusted_authserv_ids: list[str] = []
+    # Check DKIM signatures ourselves (needs DNS); off when the receiving server does it.
+    verify_dkim: bool = False
+    # Flag mail whose From could not be authenticated (a warning for staff, never a rejection).
+    require: bool = True
+
+
 class UnitSettings(_Section):
     name: str
     kind: UnitKind
@@ -157,6 +167,7 @@ class Settings(_Section):
     campaign: CampaignSettings
     digest: DigestSettings = DigestSettings()
     reminders: RemindersSettings = RemindersSettings()
+    authenticity: AuthenticitySettings = AuthenticitySettings()
     units: list[UnitSettings] = []
     # Relative paths in the file are taken from the file's folder.
     base_dir: Path = Path(".")
