@@ -154,6 +154,8 @@ def queue_reply(
     if kind is ReplyKind.NONE:
         return None
     now = now or dt.datetime.now(dt.UTC)
+    if submission.id is None:
+        session.flush()  # the outbox row refers to the submission by id
     dedupe_key = f"reply:{submission.message_pk}"
     if session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
         return None  # reprocessing the same mail never queues a second reply
