@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 
-_TARGET = os.environ.get("INTAKE_CRASH_AT", "")
-_POINT, _, _NTH = _TARGET.partition(":")
-_seen = 0
+POINTS = ("fetch", "archive", "record", "parse", "commit", "send", "move")
+_passed: Counter[str] = Counter()
 
 
 def checkpoint(name: str) -> None:
-    global _seen  # noqa: PLW0603 - one counter per process is the point
-    if name != _POINT:
+    target = os.environ.get("INTAKE_CRASH_AT")
+    if not target:
         return
-    _seen += 1
-    if _seen == int(_NTH or 1):
+    point, _, nth = target.partition(":")
+    if name != point:
+        return
+    _passed[name] += 1
+    if _passed[name] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -169,6 +169,13 @@ class Dovecot:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def add_user(self, name: str, password: str = "secret") -> Dovecot:
+        """Another mailbox on the same server (Dovecot re-reads the passwd file on change).
+        The returned view talks to the same server as that user."""
+        with (self.root / "passwd").open("a") as handle:
+            handle.write(f"{name}:{{PLAIN}}{password}\n")
+        return replace(self, users={name: password})
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
