@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -112,8 +113,9 @@ class MailboxCursor(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
     folder: Mapped[str] = mapped_column(String(255))
-    uidvalidity: Mapped[int] = mapped_column(Integer)
-    last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    # IMAP UIDs and UIDVALIDITY are unsigned 32-bit: past PostgreSQL's signed INTEGER.
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     __table_args__ = (UniqueConstraint("account", "folder", name="uq_cursor_account_folder"),)
 
@@ -125,8 +127,8 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(255))
     folder: Mapped[str] = mapped_column(String(255))
-    uidvalidity: Mapped[int | None] = mapped_column(Integer)
-    uid: Mapped[int | None] = mapped_column(Integer)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # unsigned 32-bit, as above
+    uid: Mapped[int | None] = mapped_column(BigInteger)
     source_key: Mapped[str | None] = mapped_column(String(512))  # maildir file key
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)

@@ -24,6 +24,7 @@ from storage.models import (
     Base,
     Form1Record,
     Form2Record,
+    MailboxCursor,
     Message,
     OutboxItem,
     OutboxKind,
@@ -112,6 +113,17 @@ def test_a_submission_with_files_problems_and_rows_round_trips(db: Database) -> 
         investment = stored.form1_rows[0].investment
         assert isinstance(investment, Decimal) and investment == Decimal("12.3456")
         assert (stored.form2_rows[0].event, stored.form2_rows[0].final) == ("焊工", 30)
+
+
+def test_imap_uids_beyond_the_signed_32_bit_range_round_trip(db: Database) -> None:
+    # UID and UIDVALIDITY are unsigned 32-bit in IMAP; PostgreSQL's INTEGER stops at 2**31-1.
+    top = 2**32 - 1
+    with db.session() as session:
+        session.add(new_message(uidvalidity=top, uid=top))
+        session.add(MailboxCursor(account="intake@example.org", folder="INBOX", uidvalidity=top, last_uid=top))
+    with db.session() as session:
+        assert session.execute(select(Message.uidvalidity, Message.uid)).one() == (top, top)
+        assert session.execute(select(MailboxCursor.uidvalidity, MailboxCursor.last_uid)).one() == (top, top)
 
 
 def test_outbox_dedupe_key_is_unique(db: Database) -> None:
