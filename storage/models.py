@@ -130,11 +130,13 @@ class Message(Base):
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # unsigned 32-bit, as above
     uid: Mapped[int | None] = mapped_column(BigInteger)
     source_key: Mapped[str | None] = mapped_column(String(512))  # maildir file key
-    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    # Text, not VARCHAR(n): PostgreSQL enforces lengths SQLite ignores, and a sender
+    # decides how long these are.
+    message_id: Mapped[str | None] = mapped_column(Text, index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)
     from_name: Mapped[str | None] = mapped_column(Text)
-    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    from_address: Mapped[str | None] = mapped_column(Text, index=True)
     to: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str | None] = mapped_column(Text)
     date_header: Mapped[str | None] = mapped_column(Text)
@@ -241,7 +243,7 @@ class Form2Record(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
     ordinal: Mapped[int] = mapped_column(Integer)
-    seq: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[str | None] = mapped_column(Text)  # a cell as written: any length
     competition: Mapped[str | None] = mapped_column(Text)
     organizer: Mapped[str | None] = mapped_column(Text)
     undertaker: Mapped[str | None] = mapped_column(Text)

@@ -126,6 +126,25 @@ def test_imap_uids_beyond_the_signed_32_bit_range_round_trip(db: Database) -> No
         assert session.execute(select(MailboxCursor.uidvalidity, MailboxCursor.last_uid)).one() == (top, top)
 
 
+def test_over_long_values_from_senders_are_stored_whole(db: Database) -> None:
+    # SQLite ignores VARCHAR lengths and PostgreSQL enforces them, so what a sender writes
+    # (header fields, spreadsheet cells) must not sit in a bounded column.
+    message_id = "<" + "x" * 1200 + "@jinan.gov.cn>"
+    address = "a" * 400 + "@jinan.gov.cn"
+    seq = "序号" * 100
+    with db.session() as session:
+        message = new_message(message_id=message_id, from_address=address)
+        submission = Submission(
+            message=message, status=SubmissionStatus.ACCEPTED, content_status=SubmissionStatus.ACCEPTED
+        )
+        submission.form2_rows.append(Form2Record(ordinal=1, seq=seq))
+        session.add(submission)
+    with db.session() as session:
+        stored = session.scalars(select(Submission)).one()
+        assert (stored.message.message_id, stored.message.from_address) == (message_id, address)
+        assert stored.form2_rows[0].seq == seq
+
+
 def test_outbox_dedupe_key_is_unique(db: Database) -> None:
     with db.session() as session:
         session.add(new_outbox("reply:1", "<a@intake>"))
