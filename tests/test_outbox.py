@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from imap_tools.imap_utf7 import utf7_encode
 from sqlalchemy import select, update
 
 from config.settings import Settings
@@ -72,10 +71,9 @@ def interrupted_while_sending(db: Database) -> OutboxItem:
     return item
 
 
-def new_sent_folder() -> tuple[str, str]:
-    """A Sent folder named as 163.com names it, unique per test: (name, its IMAP UTF-7 form)."""
-    name = f"已发送-{uuid.uuid4().hex[:8]}"
-    return name, utf7_encode(name).decode()
+def new_sent_folder() -> str:
+    """A Sent folder named as 163.com names it, unique per test."""
+    return f"已发送-{uuid.uuid4().hex[:8]}"
 
 
 def test_running_send_pending_twice_sends_each_row_once(db: Database, smtp_sink: SmtpSink) -> None:
@@ -138,33 +136,33 @@ def test_retry_delays_double_with_jitter_and_stop_growing_at_the_cap() -> None:
 def test_a_row_left_sending_whose_mail_is_in_sent_is_not_sent_again(
     db: Database, smtp_sink: SmtpSink, dovecot: Dovecot
 ) -> None:
-    name, imap_name = new_sent_folder()
+    name = new_sent_folder()
     item = interrupted_while_sending(db)
     # ... after SMTP accepted the mail and its copy reached Sent.
-    dovecot.append(item.raw, folder=imap_name)
+    dovecot.append(item.raw, folder=name)
 
     report = Outbox(db, settings_for(smtp_sink, dovecot, name)).send_pending()
     assert (report.recovered, report.sent) == (1, 0)
     assert smtp_sink.attempts == 0
     [row] = rows(db)
     assert row.state is OutboxState.SENT and row.attempts == 1
-    assert len(dovecot.fetch_raw(imap_name)) == 1
+    assert len(dovecot.fetch_raw(name)) == 1
 
 
 def test_a_row_left_sending_whose_mail_is_not_in_sent_is_sent_once_and_copied_to_sent(
     db: Database, smtp_sink: SmtpSink, dovecot: Dovecot
 ) -> None:
-    name, imap_name = new_sent_folder()
+    name = new_sent_folder()
     item = interrupted_while_sending(db)
-    dovecot.append(b"From: x@y\r\nMessage-ID: <unrelated@example.org>\r\n\r\nx", folder=imap_name)
+    dovecot.append(b"From: x@y\r\nMessage-ID: <unrelated@example.org>\r\n\r\nx", folder=name)
 
     outbox = Outbox(db, settings_for(smtp_sink, dovecot, name))
     assert outbox.send_pending().sent == 1
     assert outbox.send_pending(now=dt.datetime.now(dt.UTC) + LATER).sent == 0
     assert message_ids(smtp_sink) == [item.message_id]
-    copies = [raw for raw in dovecot.fetch_raw(imap_name) if item.message_id.encode() in raw]
+    copies = [raw for raw in dovecot.fetch_raw(name) if item.message_id.encode() in raw]
     assert copies == [item.raw]
-    flags = dovecot.flags(imap_name)
+    flags = dovecot.flags(name)
     assert b"\\Seen" in flags[max(flags)]  # the copy, appended after the unrelated mail
 
 
@@ -178,11 +176,11 @@ def test_a_row_left_sending_waits_when_the_sent_folder_cannot_be_checked(db: Dat
 
 
 def test_every_sent_mail_is_copied_to_the_sent_folder_as_read(db: Database, smtp_sink: SmtpSink, dovecot: Dovecot) -> None:
-    name, imap_name = new_sent_folder()
+    name = new_sent_folder()
     items = queue_mails(db, 2)
     assert Outbox(db, settings_for(smtp_sink, dovecot, name)).send_pending().sent == 2
-    assert sorted(dovecot.fetch_raw(imap_name)) == sorted(i.raw for i in items)
-    assert all(b"\\Seen" in flags for flags in dovecot.flags(imap_name).values())
+    assert sorted(dovecot.fetch_raw(name)) == sorted(i.raw for i in items)
+    assert all(b"\\Seen" in flags for flags in dovecot.flags(name).values())
 
 
 def test_file_mode_writes_each_mail_once_as_a_parseable_eml(db: Database, tmp_path: Path) -> None:

@@ -76,6 +76,13 @@ protocol imap {{
 """
 
 
+def encoded(folder: str) -> str:
+    """IMAP folder names travel as modified UTF-7 (RFC 3501), quoted."""
+    from imap_tools.imap_utf7 import utf7_encode
+
+    return '"' + utf7_encode(folder).decode() + '"'
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -204,9 +211,9 @@ class Dovecot:
         conn = self.client()
         try:
             if folder != "INBOX":
-                conn.create(folder)
+                conn.create(encoded(folder))
             date = imap_date(arrived_at) if arrived_at else None
-            typ, data = conn.append(folder, "", date, raw)
+            typ, data = conn.append(encoded(folder), "", date, raw)
             if typ != "OK":
                 raise RuntimeError(f"APPEND failed: {data}")
         finally:
@@ -216,14 +223,14 @@ class Dovecot:
         conn = self.client()
         try:
             for raw, arrived_at in messages:
-                conn.append(folder, "", imap_date(arrived_at) if arrived_at else None, raw)
+                conn.append(encoded(folder), "", imap_date(arrived_at) if arrived_at else None, raw)
         finally:
             conn.logout()
 
     def uids(self, folder: str = "INBOX") -> list[int]:
         conn = self.client()
         try:
-            conn.select(folder, readonly=True)
+            conn.select(encoded(folder), readonly=True)
             typ, data = conn.uid("SEARCH", None, "ALL")
             return [int(x) for x in data[0].split()]
         finally:
@@ -232,7 +239,7 @@ class Dovecot:
     def flags(self, folder: str = "INBOX") -> dict[int, bytes]:
         conn = self.client()
         try:
-            conn.select(folder, readonly=True)
+            conn.select(encoded(folder), readonly=True)
             typ, data = conn.uid("FETCH", "1:*", "(FLAGS)")
             out = {}
             for item in data:
@@ -247,7 +254,7 @@ class Dovecot:
     def fetch_raw(self, folder: str = "INBOX") -> list[bytes]:
         conn = self.client()
         try:
-            conn.select(folder, readonly=True)
+            conn.select(encoded(folder), readonly=True)
             typ, data = conn.uid("FETCH", "1:*", "(BODY.PEEK[])")
             return [item[1] for item in data if isinstance(item, tuple)]
         finally:
