@@ -145,6 +145,15 @@ def test_over_long_values_from_senders_are_stored_whole(db: Database) -> None:
         assert stored.form2_rows[0].seq == seq
 
 
+def test_a_nul_character_from_a_sender_is_stored_as_a_replacement_character(db: Database) -> None:
+    # PostgreSQL text cannot hold NUL; both engines store the same visible stand-in.
+    with db.session() as session:
+        session.add(new_message(subject="汇总\x00表", from_name="\x00"))
+    with db.session() as session:
+        stored = session.scalars(select(Message)).one()
+        assert (stored.subject, stored.from_name) == ("汇总\ufffd表", "\ufffd")
+
+
 def test_outbox_dedupe_key_is_unique(db: Database) -> None:
     with db.session() as session:
         session.add(new_outbox("reply:1", "<a@intake>"))
