@@ -22,19 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imap_tools import AND, H, MailMessageFlags
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from config.settings import Security, Settings, SmtpSettings
 from intake.faults import checkpoint
 from storage.db import Database
+from storage.locks import exclusive
 from storage.models import OutboxItem, OutboxState
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_SECONDS = 3600.0
-# A row being sent is not due for anyone else until this has passed, so a second runner
-# (the CLI next to the scheduler) cannot take a live send for an interrupted one.
-SENDING_LEASE = dt.timedelta(minutes=15)
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
 DUE_STATES = (OutboxState.PENDING, OutboxState.SENDING)
 
@@ -178,27 +176,37 @@ class Outbox:
         return text[:500]
 
     def send_pending(self, now: dt.datetime | None = None) -> SendReport:
-        """Send every due row (pending or sending, next_attempt_at <= now) once."""
+        """Send every due row once. One sender at a time across processes (the "outbox"
+        lock): whoever holds it knows a `sending` row is an orphan of a process that died,
+        so it is recovered now."""
         now = now or dt.datetime.now(dt.UTC)
         report = SendReport()
-        with self.db.session() as session:
-            due = list(
-                session.scalars(
-                    select(OutboxItem.id)
-                    .where(OutboxItem.state.in_(DUE_STATES), OutboxItem.next_attempt_at <= now)
-                    .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        with exclusive(self.db, "outbox") as mine:
+            if not mine:
+                return report  # another process is sending right now; it will send these too
+            with self.db.session() as session:
+                due = list(
+                    session.scalars(
+                        select(OutboxItem.id)
+                        .where(
+                            or_(
+                                and_(OutboxItem.state == OutboxState.PENDING, OutboxItem.next_attempt_at <= now),
+                                OutboxItem.state == OutboxState.SENDING,
+                            )
+                        )
+                        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+                    )
                 )
-            )
-        if not due:
-            return report
-        mode = self.settings.smtp.mode
-        if mode == "off":
-            self._set(due, state=OutboxState.SKIPPED)
-            report.skipped = len(due)
-        elif mode == "file":
-            self._write_files(due, now, report)
-        else:
-            self._send(due, now, report)
+            if not due:
+                return report
+            mode = self.settings.smtp.mode
+            if mode == "off":
+                self._set(due, state=OutboxState.SKIPPED)
+                report.skipped = len(due)
+            elif mode == "file":
+                self._write_files(due, now, report)
+            else:
+                self._send(due, now, report)
         return report
 
     # --- state changes, each its own committed transaction ----------------------------
@@ -217,7 +225,7 @@ class Outbox:
             result = session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id, OutboxItem.state == item.state, OutboxItem.attempts == item.attempts)
-                .values(state=OutboxState.SENDING, attempts=item.attempts + 1, next_attempt_at=now + SENDING_LEASE)
+                .values(state=OutboxState.SENDING, attempts=item.attempts + 1)
             )
         item.attempts += 1
         return result.rowcount == 1

@@ -41,9 +41,10 @@ mail_uid = {uid}
 mail_gid = {gid}
 imap_id_log = *
 mail_max_userip_connections = 200
+# Any user name logs in with the one test password: each test can take a fresh mailbox.
 passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
+  driver = static
+  args = password={password}
 }}
 userdb {{
   driver = static
@@ -57,10 +58,6 @@ service imap-login {{
   inet_listener imaps {{
     port = 0
   }}
-}}
-# The auth process reads the passwd file from the test's private temp dir.
-service auth {{
-  user = {user}
 }}
 service stats {{
   unix_listener stats-reader {{
@@ -127,13 +124,10 @@ class Dovecot:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         for sub in ("mail", "home"):
             os.chown(self.root / sub, mail_user.pw_uid, mail_user.pw_gid)
-        (self.root / "passwd").write_text(
-            "".join(f"{user}:{{PLAIN}}{password}\n" for user, password in self.users.items())
-        )
         self.config_path.write_text(
             CONFIG.format(
                 root=self.root, port=self.port, uid=mail_user.pw_uid, gid=mail_user.pw_gid,
-                user=pwd.getpwuid(os.getuid()).pw_name,
+                password=self.password,
             )
         )
         self.process = subprocess.Popen(
@@ -177,12 +171,9 @@ class Dovecot:
         self.stop()
         self.start()
 
-    def add_user(self, name: str, password: str = "secret") -> Dovecot:
-        """Another mailbox on the same server (Dovecot re-reads the passwd file on change).
-        The returned view talks to the same server as that user."""
-        with (self.root / "passwd").open("a") as handle:
-            handle.write(f"{name}:{{PLAIN}}{password}\n")
-        return replace(self, users={name: password})
+    def add_user(self, name: str) -> Dovecot:
+        """Another, empty mailbox on the same server: a view that logs in as that user."""
+        return replace(self, users={name: self.password})
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
