@@ -57,7 +57,7 @@ class MailboxSettings(_Section):
     folder: str = "INBOX"
     processed_folder: str | None = None
     sent_folder: str | None = None
-    maildir: Path | None = None
+    maildir: Path = Path("var/maildir")
     poll_seconds: Annotated[int, Field(ge=5)] = 60
     idle: bool = True
     idle_seconds: Annotated[int, Field(ge=10, le=29 * 60)] = 25 * 60
@@ -78,6 +78,7 @@ class SmtpSettings(_Section):
     max_attempts: Annotated[int, Field(ge=1)] = 8
     retry_base_seconds: Annotated[float, Field(gt=0)] = 30.0
     daily_cap_per_recipient: Annotated[int, Field(ge=1)] = 5
+    timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     templates_dir: Path | None = None
 
 

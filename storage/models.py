@@ -98,6 +98,7 @@ class OutboxState(StrEnum):
     SENDING = "sending"  # handed to SMTP; must be checked against Sent before a resend
     SENT = "sent"
     FAILED = "failed"  # gave up after max attempts; shown to staff
+    SKIPPED = "skipped"  # [smtp] mode = "off": deliberately never sent
 
 
 class OutboxKind(StrEnum):
