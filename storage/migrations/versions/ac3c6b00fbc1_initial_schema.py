@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 12a357aee740
+Revision ID: ac3c6b00fbc1
 Revises: 
-Create Date: 2026-11-25 12:48:31.839601
+Create Date: 2026-11-25 13:24:08.242289
 
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '12a357aee740'
+revision: str = 'ac3c6b00fbc1'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -31,8 +31,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account', sa.String(length=255), nullable=False),
     sa.Column('folder', sa.String(length=255), nullable=False),
-    sa.Column('uidvalidity', sa.Integer(), nullable=False),
-    sa.Column('last_uid', sa.Integer(), nullable=False),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=False),
+    sa.Column('last_uid', sa.BigInteger(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mailbox_cursors')),
     sa.UniqueConstraint('account', 'folder', name='uq_cursor_account_folder')
@@ -41,14 +41,14 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account', sa.String(length=255), nullable=False),
     sa.Column('folder', sa.String(length=255), nullable=False),
-    sa.Column('uidvalidity', sa.Integer(), nullable=True),
-    sa.Column('uid', sa.Integer(), nullable=True),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=True),
+    sa.Column('uid', sa.BigInteger(), nullable=True),
     sa.Column('source_key', sa.String(length=512), nullable=True),
-    sa.Column('message_id', sa.String(length=998), nullable=True),
+    sa.Column('message_id', sa.Text(), nullable=True),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('from_name', sa.Text(), nullable=True),
-    sa.Column('from_address', sa.String(length=320), nullable=True),
+    sa.Column('from_address', sa.Text(), nullable=True),
     sa.Column('to', sa.Text(), nullable=True),
     sa.Column('subject', sa.Text(), nullable=True),
     sa.Column('date_header', sa.Text(), nullable=True),
@@ -135,7 +135,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('submission_id', sa.Integer(), nullable=False),
     sa.Column('ordinal', sa.Integer(), nullable=False),
-    sa.Column('seq', sa.String(length=64), nullable=True),
+    sa.Column('seq', sa.Text(), nullable=True),
     sa.Column('competition', sa.Text(), nullable=True),
     sa.Column('organizer', sa.Text(), nullable=True),
     sa.Column('undertaker', sa.Text(), nullable=True),
@@ -160,7 +160,7 @@ def upgrade() -> None:
     sa.Column('subject', sa.Text(), nullable=False),
     sa.Column('message_id', sa.String(length=255), nullable=False),
     sa.Column('raw', sa.LargeBinary(), nullable=False),
-    sa.Column('state', sa.Enum('pending', 'sending', 'sent', 'failed', name='outboxstate', native_enum=False, length=32), nullable=False),
+    sa.Column('state', sa.Enum('pending', 'sending', 'sent', 'failed', 'skipped', name='outboxstate', native_enum=False, length=32), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
