@@ -1,0 +1,117 @@
+"""The `intake` command as an office's IT person uses it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+
+from intake.cli import main
+
+README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    directory = tmp_path_factory.mktemp("demo") / "demo"
+    result = CliRunner().invoke(main, ["demo", "--dir", str(directory)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return directory, result.output
+
+
+def invoke(demo_dir: Path, *args: str):  # noqa: ANN201
+    result = CliRunner().invoke(main, ["--config", str(demo_dir / "intake.toml"), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_command_has_help_with_an_example_and_is_in_the_readme(name: str) -> None:
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0
+    assert "示例" in result.output
+    assert f"`intake {name}" in README
+
+
+def test_the_demo_ends_with_the_status_board_and_writes_replies_digest_and_workbook(demo: tuple[Path, str]) -> None:
+    directory, output = demo
+    assert "济南市总工会" in output and "已受理" in output and "未报送" in output
+    replies = sorted((directory / "outbox").glob("*.eml"))
+    assert len(replies) == 9  # ten mails, one of them an out-of-office reply
+    assert {re.sub(r"^\d+-|-.*$", "", p.name) for p in replies} == {"receipt", "late", "incomplete", "invalid"}
+    digest = directory / "digest"
+    assert "报送" in (digest / "digest.txt").read_text(encoding="utf-8")
+    workbook = load_workbook(next(digest.glob("*.xlsx")))
+    assert len(workbook.sheetnames) >= 4
+
+
+def test_the_json_export_keeps_the_contract(demo: tuple[Path, str]) -> None:
+    directory, _ = demo
+    document = json.loads(invoke(directory, "export", "--format", "json").output)
+    assert set(document) >= {"campaign", "submissions", "units"}
+    assert set(document["campaign"]) >= {"name", "deadline"}
+    submission = document["submissions"][0]
+    assert set(submission) >= {
+        "id", "message_id", "unit", "sender", "subject", "received_at", "late", "status", "reply", "files",
+        "has_pdf", "has_editable", "seal", "problems", "form1_rows", "form2_rows",
+    }
+    assert set(submission["files"][0]) >= {"name", "kind", "sha256", "size"}
+    assert set(submission["form1_rows"][0]) >= {
+        "competition", "project", "enterprises", "private_enterprises", "workers", "private_workers", "investment"}
+    form2 = next(s for s in document["submissions"] if s["form2_rows"])["form2_rows"][0]
+    assert set(form2) >= {"seq", "competition", "organizer", "undertaker", "event", "prelim", "final", "final_time_place"}
+    assert {u["state"] for u in document["units"]} >= {"missing", "accepted", "accepted_late", "incomplete", "invalid"}
+    statuses = {s["status"] for s in document["submissions"]}
+    assert statuses >= {"accepted", "incomplete", "invalid", "superseded", "ignored"}
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", submission["received_at"])
+
+
+def test_status_as_json_lists_every_registered_unit(demo: tuple[Path, str]) -> None:
+    directory, _ = demo
+    board = json.loads(invoke(directory, "status", "--json").output)
+    assert len(board["units"]) == 32
+
+
+def test_the_xlsx_export_writes_the_workbook(demo: tuple[Path, str], tmp_path: Path) -> None:
+    directory, _ = demo
+    out = tmp_path / "汇总表.xlsx"
+    invoke(directory, "export", "--format", "xlsx", "--out", str(out))
+    assert load_workbook(out).sheetnames
+
+
+def test_reprocess_reads_the_archive_again_and_queues_no_new_reply(demo: tuple[Path, str]) -> None:
+    directory, _ = demo
+    before = sorted(p.name for p in (directory / "outbox").glob("*.eml"))
+    exported = json.loads(invoke(directory, "export").output)
+    output = invoke(directory, "reprocess").output
+    assert "重新处理 10 封" in output
+    assert json.loads(invoke(directory, "export").output)["submissions"] == exported["submissions"]
+    invoke(directory, "poll")
+    assert sorted(p.name for p in (directory / "outbox").glob("*.eml")) == before
+
+
+def test_assign_settles_an_unmatched_submission_and_records_who(demo: tuple[Path, str]) -> None:
+    directory, _ = demo
+    document = json.loads(invoke(directory, "export").output)
+    target = next(s for s in document["submissions"] if s["status"] == "accepted" and s["unit"] == "潍坊市总工会")
+    invoke(directory, "assign", str(target["id"]), "潍坊市总", "--by", "娄文华")
+    after = next(s for s in json.loads(invoke(directory, "export").output)["submissions"] if s["id"] == target["id"])
+    assert after["unit"] == "潍坊市总工会" and after["assigned_by"] == "娄文华"
+
+
+def test_a_broken_config_stops_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "intake.toml"
+    config.write_text('[campaign]\nname = "x"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(config), "check"])
+    assert result.exit_code == 1
+    assert "campaign.deadline" in result.output and result.output.count("\n") == 1
+
+
+def test_check_accepts_the_shipped_example() -> None:
+    example = Path(__file__).parents[1] / "config" / "intake.example.toml"
+    result = CliRunner().invoke(main, ["--config", str(example), "check"])
+    assert result.exit_code == 0 and "32" in result.output
