@@ -31,6 +31,8 @@ PAPER_SHORT_MM = (120.0, 450.0)
 SCAN_COVER = 0.85
 GREY_COLOURSPACES = frozenset({pdfium_c.FPDF_COLORSPACE_DEVICEGRAY, pdfium_c.FPDF_COLORSPACE_CALGRAY})
 
+# Detection runs at about 100 dpi whatever the scan's resolution (seals are large).
+WORKING_PX_PER_MM = 4.0
 # Red ink after white balance (OpenCV hue is 0..180, i.e. degrees / 2).
 RED_HUE_LOW, RED_HUE_HIGH = 10, 160
 MIN_SATURATION = 45  # a faded seal still has ~60; balanced paper stays under ~20
@@ -73,9 +75,10 @@ def paper_mm(width_pt: float, height_pt: float) -> tuple[float, float]:
 
 def has_colour(bgr: np.ndarray) -> bool:
     """Whether the image holds any colour beyond JPEG rounding (paper tint counts)."""
-    sample = bgr[::3, ::3]
-    spread = sample.max(axis=2).astype(np.int16) - sample.min(axis=2)
-    return float(np.count_nonzero(spread > NEUTRAL_SPREAD)) / spread.size >= MIN_COLOUR_SHARE
+    b, g, r = cv2.split(np.ascontiguousarray(bgr[::3, ::3]))
+    spread = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
+    coloured = cv2.countNonZero(cv2.threshold(spread, NEUTRAL_SPREAD, 255, cv2.THRESH_BINARY)[1])
+    return coloured / spread.size >= MIN_COLOUR_SHARE
 
 
 def white_balance(bgr: np.ndarray) -> np.ndarray:
@@ -144,6 +147,11 @@ def detect_seal(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW
     None: a greyscale image, which cannot show one."""
     if image.ndim == 2 or image.shape[2] == 1 or not has_colour(image[..., :3]):
         return None
+    if px_per_mm > WORKING_PX_PER_MM:
+        # A 28 mm seal is still ~110 px across at this scale; the work shrinks with the square.
+        factor = WORKING_PX_PER_MM / px_per_mm
+        image = cv2.resize(image[..., :3], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        px_per_mm = WORKING_PX_PER_MM
     mask = red_mask(np.ascontiguousarray(image[..., :3]))
     if not mask.any():
         return False
