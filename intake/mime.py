@@ -13,6 +13,7 @@ import binascii
 import codecs
 import email
 import email.header
+import email.parser
 import email.utils
 import quopri
 import re
@@ -27,6 +28,9 @@ GB_ALIASES = {"gb2312", "gbk", "x-gbk", "cp936", "ms936", "gb_2312-80", "euc-cn"
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 BODY_TEXT_LIMIT = 20_000
+# Real mail nests a few levels (a forward of a reply of a signed mail); a hostile one
+# nests thousands, and both the stdlib parser and every walk over the tree recurse.
+MAX_NESTING = 50
 # Parts that are containers or bodies, not files someone attached.
 _BODY_TYPES = {"text/plain", "text/html"}
 
@@ -136,10 +140,20 @@ class ParsedMail:
     body_text: str
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    too_deep: bool = False  # nested beyond MAX_NESTING: headers only, no parts read
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
-    message = email.message_from_bytes(raw, policy=RAW_HEADERS)
+    try:
+        message = email.message_from_bytes(raw, policy=RAW_HEADERS)
+        too_deep = _deeper_than(message, MAX_NESTING)
+    except RecursionError:
+        too_deep = True
+    if too_deep:
+        # Keep the headers (sender, subject, threading) and drop the tree, so nothing
+        # downstream (loop checks, reply threading) walks it and overflows the stack.
+        message = email.parser.BytesParser(policy=RAW_HEADERS).parsebytes(raw, headersonly=True)
+        message.set_payload("")
     from_name, from_address = email.utils.parseaddr(decode_header_value(message.get("From")))
     message_id = decode_header_value(message.get("Message-ID")) or None
     parsed = ParsedMail(
@@ -151,23 +165,42 @@ def parse_mail(raw: bytes) -> ParsedMail:
         subject=decode_header_value(message.get("Subject")),
         date_header=decode_header_value(message.get("Date")) or None,
         body_text="",
+        too_deep=too_deep,
     )
-    _walk(message, parsed, forwarded=False)
+    if not too_deep:
+        _walk(message, parsed, forwarded=False, depth=0)
     parsed.body_text = parsed.body_text[:BODY_TEXT_LIMIT]
     parsed.defects = [type(d).__name__ for d in getattr(message, "defects", [])]
     return parsed
 
 
-def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool) -> None:
+def _deeper_than(message: Message, limit: int) -> bool:
+    """Whether the part tree nests deeper than limit (iterative: the tree may be hostile)."""
+    stack = [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if depth > limit:
+            return True
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((inner, depth + 1) for inner in payload if isinstance(inner, Message))
+    return False
+
+
+def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> None:
+    if depth > MAX_NESTING:
+        # Only reachable through base64-encoded forwards, each parsed on its own.
+        parsed.too_deep = True
+        return
     content_type = part.get_content_type()
     if content_type == "message/rfc822":
         for inner in _embedded_messages(part):
-            _walk(inner, parsed, forwarded=True)
+            _walk(inner, parsed, forwarded=True, depth=depth + 1)
         return
     if part.is_multipart():
         for inner in part.get_payload() or []:
             if isinstance(inner, Message):
-                _walk(inner, parsed, forwarded=forwarded)
+                _walk(inner, parsed, forwarded=forwarded, depth=depth + 1)
         return
     name = _param_filename(part)
     disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()

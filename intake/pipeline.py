@@ -19,7 +19,7 @@ from intake.app import App
 from intake.authenticity import check_sender, sender_problem
 from intake.faults import checkpoint
 from intake.decide import completeness, content_status, is_late, sheet_units
-from intake.mime import ParsedMail, parse_mail
+from intake.mime import MAX_NESTING, ParsedMail, parse_mail
 from intake.tracking import settle_current
 from intake.unpack import unpack_zip, unsupported_archive
 from notifications.loops import no_reply_reason
@@ -171,6 +171,8 @@ def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[F
     limits = app.settings.limits
     if raw_size > limits.max_message_bytes:
         return [], [Problem(ProblemCode.TOO_LARGE, f"邮件大小 {raw_size // (1024 * 1024)} MB 超过上限，附件未读取，请压缩或分开发送。")]
+    if mail.too_deep:
+        return [], [Problem(ProblemCode.UNSAFE_FILE, f"邮件结构嵌套超过 {MAX_NESTING} 层（异常构造），附件未读取；请直接附上文件重新发送。")]
     problems: list[Problem] = []
     files: list[tuple[str, bytes, str | None]] = []
     for attachment in mail.attachments:
