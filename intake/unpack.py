@@ -84,7 +84,9 @@ def _unpack(data: bytes, name: str, limits: LimitsSettings, budget: _Budget, dep
             if info.is_dir() or any(part in raw_name for part in JUNK):
                 continue
             display = f"{name}/{safe_filename(raw_name)}"
-            if _unsafe_path(raw_name):
+            # zipfile cuts a name at NUL ("evil.exe\0.xlsx" reads as "evil.exe"); the name
+            # as stored in the archive keeps it.
+            if _unsafe_path(raw_name) or "\x00" in info.orig_filename:
                 result.problems.append(
                     _problem(ProblemCode.UNSAFE_FILE, display,
                              f"压缩包《{name}》中的文件名“{raw_name[:80]!s}”含有非法路径，已拒绝该文件。")
