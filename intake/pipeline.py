@@ -179,7 +179,7 @@ def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[F
         if attachment.content_type in ("text/calendar", "application/ms-tnef") or attachment.name.lower() == "winmail.dat":
             problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请或 Outlook 专用格式），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
             continue
-        if (problem := unsupported_archive(attachment.name)) is not None:
+        if (problem := unsupported_archive(attachment.name, attachment.data)) is not None:
             problems.append(problem)
             continue
         if detect_kind(attachment.data, attachment.name) is FileKind.ZIP:

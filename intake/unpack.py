@@ -20,6 +20,8 @@ from parsers.model import FileKind, Problem, ProblemCode
 UTF8_FLAG = 0x800
 JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
 UNSUPPORTED_ARCHIVES = {"rar", "7z", "tar", "gz", "tgz", "bz2", "xz"}
+# Archives named .zip (or anything) that are not: found by their magic bytes.
+ARCHIVE_MAGIC = {b"Rar!\x1a\x07": "rar", b"7z\xbc\xaf\x27\x1c": "7z", b"\x1f\x8b": "gz", b"\xfd7zXZ\x00": "xz", b"BZh": "bz2"}
 
 
 @dataclass
@@ -138,11 +140,15 @@ def _unpack(data: bytes, name: str, limits: LimitsSettings, budget: _Budget, dep
                     continue
                 _unpack(content, display, limits, budget, depth + 1, result)
                 continue
+            if (problem := unsupported_archive(display, content)) is not None:
+                result.problems.append(problem)
+                continue
             result.members.append(Member(name=safe_filename(raw_name), data=content, parent=name))
 
 
-def unsupported_archive(name: str) -> Problem | None:
-    ext = extension(name)
+def unsupported_archive(name: str, data: bytes = b"") -> Problem | None:
+    sniffed = next((kind for magic, kind in ARCHIVE_MAGIC.items() if data.startswith(magic)), None)
+    ext = sniffed or extension(name)
     if ext in UNSUPPORTED_ARCHIVES:
         return _problem(
             ProblemCode.UNSUPPORTED_FILE, name, f"《{name}》是 {ext} 格式的压缩包，系统无法解压，请改用 zip 格式或直接发送文件。"
