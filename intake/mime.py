@@ -27,6 +27,11 @@ from parsers.filetypes import extension
 GB_ALIASES = {"gb2312", "gbk", "x-gbk", "cp936", "ms936", "gb_2312-80", "euc-cn", "csgb2312", "x-euc-cn", "chinese", "936"}
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An address we can reply to (the HTML5 pattern): ASCII, no spaces. A From header with
+# raw 8-bit junk in front of the address parses as one long "address" that no SMTP
+# library can write; such a sender is treated as having no usable address.
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
 BODY_TEXT_LIMIT = 20_000
 # Real mail nests a few levels (a forward of a reply of a signed mail); a hostile one
 # nests thousands, and both the stdlib parser and every walk over the tree recurse.
@@ -160,7 +165,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         message=message,
         message_id=message_id[:998] if message_id else None,
         from_name=from_name,
-        from_address=from_address.lower() if from_address and "@" in from_address else None,
+        from_address=from_address.lower() if from_address and _ADDRESS.fullmatch(from_address) else None,
         to=decode_header_value(message.get("To")),
         subject=decode_header_value(message.get("Subject")),
         date_header=decode_header_value(message.get("Date")) or None,
