@@ -32,6 +32,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # library can write; such a sender is treated as having no usable address.
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
+# The top-level boundary is missing or never found: the parts (and attachments) are lost.
+_LOST_PARTS = {"NoBoundaryInMultipartDefect", "StartBoundaryNotFoundDefect"}
 BODY_TEXT_LIMIT = 20_000
 # Real mail nests a few levels (a forward of a reply of a signed mail); a hostile one
 # nests thousands, and both the stdlib parser and every walk over the tree recurse.
@@ -146,6 +148,11 @@ class ParsedMail:
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     too_deep: bool = False  # nested beyond MAX_NESTING: headers only, no parts read
+
+    @property
+    def parts_lost(self) -> bool:
+        """The mail says it has parts but its boundary cannot be found."""
+        return bool(_LOST_PARTS.intersection(self.defects))
 
 
 def parse_mail(raw: bytes) -> ParsedMail:

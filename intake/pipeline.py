@@ -174,6 +174,8 @@ def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[F
     if mail.too_deep:
         return [], [Problem(ProblemCode.UNSAFE_FILE, f"邮件结构嵌套超过 {MAX_NESTING} 层（异常构造），附件未读取；请直接附上文件重新发送。")]
     problems: list[Problem] = []
+    if mail.parts_lost:
+        problems.append(Problem(ProblemCode.UNREADABLE_FILE, "邮件的 MIME 结构已损坏（找不到分隔符），附件无法读取，请重新发送。"))
     files: list[tuple[str, bytes, str | None]] = []
     for attachment in mail.attachments:
         if attachment.content_type in ("text/calendar", "application/ms-tnef") or attachment.name.lower() == "winmail.dat":
