@@ -9,6 +9,7 @@ import datetime as dt
 import imaplib
 import logging
 import re
+import select as _select
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -169,6 +170,15 @@ def idle_wait(mailbox: BaseMailBox, seconds: float) -> bool:
     """Block in IDLE until the server reports new mail or the timeout passes."""
     responses = mailbox.idle.wait(timeout=seconds)
     return any(b"EXISTS" in line or b"RECENT" in line for line in responses)
+
+
+def server_closed(mailbox: BaseMailBox) -> bool:
+    """True once the server has closed the connection. imap_tools' IDLE poll reads EOF as
+    "no news", so a dropped connection would otherwise pass for a quiet mailbox until the
+    IDLE period ends. POLLRDHUP is Linux's "peer closed"; it works under TLS too."""
+    poller = _select.poll()
+    poller.register(mailbox.client.sock.fileno(), getattr(_select, "POLLRDHUP", 0x2000))
+    return bool(poller.poll(0))  # POLLHUP, POLLERR and POLLNVAL are always reported
 
 
 def supports_idle(mailbox: BaseMailBox) -> bool:

@@ -102,14 +102,19 @@ class Runner:
         Polled in one-second slices so SIGTERM never waits for a 25-minute IDLE."""
         settings = self.app.settings.mailbox
         mailbox.idle.start()
+        closed = False
         try:
             deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.idle_seconds)
             while not self.stop_event.is_set() and dt.datetime.now(dt.UTC) < deadline:
                 lines = mailbox.idle.poll(timeout=1.0)
                 if any(b"EXISTS" in line for line in lines):
                     return
+                if imap.server_closed(mailbox):
+                    closed = True
+                    raise imap.MailboxError("邮箱服务器在 IDLE 期间断开了连接")
         finally:
-            mailbox.idle.stop()
+            if not closed:  # DONE on a dead connection would only hide the reason
+                mailbox.idle.stop()
 
     # --- lifecycle ------------------------------------------------------------------
 
