@@ -16,6 +16,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class ArchiveError(OSError):
+    """The archive could not write (disk full, read-only, gone): a fault of ours, not of the
+    mail, so callers stop and retry later rather than record or quarantine anything."""
+
+
 class Archive:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -25,6 +30,12 @@ class Archive:
 
     def store(self, area: str, data: bytes) -> str:
         """Write data durably under its sha256 and return the digest (idempotent)."""
+        try:
+            return self._write(area, data)
+        except OSError as err:
+            raise ArchiveError(err.errno, f"无法写入存档 {self.root}：{err.strerror or err}") from err
+
+    def _write(self, area: str, data: bytes) -> str:
         digest = sha256_hex(data)
         target = self.path(area, digest)
         if target.exists() and target.stat().st_size == len(data):

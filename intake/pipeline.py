@@ -14,8 +14,10 @@ import traceback
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from intake.app import App
+from intake.archive import ArchiveError
 from intake.authenticity import check_sender, sender_problem
 from intake.faults import checkpoint
 from intake.decide import completeness, content_status, is_late, sheet_units
@@ -51,6 +53,9 @@ REVIEW_CODES = {
     ProblemCode.SENDER_UNVERIFIED,
     ProblemCode.UNSUPPORTED_FILE,
 }
+# Our own disk or database failing (full, locked, gone) is not the message's fault: it is
+# never quarantined for that, but stays archived and the caller retries the poll later.
+STORAGE_ERRORS = (ArchiveError, OperationalError)
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,8 @@ def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcom
         reports, unpack_problems = _read_attachments(app, mail, len(raw))
         checkpoint("parse")
         return _store(app, message_pk, raw, mail, arrived_at, reports, unpack_problems)
+    except STORAGE_ERRORS:
+        raise
     except Exception as err:  # noqa: BLE001 - one bad message must never block the rest
         log.exception("message %s quarantined", message_pk)
         with app.db.session() as session:

@@ -20,6 +20,7 @@ from imap_tools.errors import MailboxTaggedResponseError, UnexpectedCommandStatu
 
 from intake import mailbox as imap
 from intake.app import App
+from intake.pipeline import STORAGE_ERRORS
 from intake.poller import PollReport, poll_imap, poll_maildir
 from notifications.digest import queue_digest
 from notifications.outbox import Outbox
@@ -92,6 +93,11 @@ class Runner:
                             self._idle(mailbox)
                         else:
                             self.stop_event.wait(settings.poll_seconds)
+            except STORAGE_ERRORS as err:
+                # Before RECOVERABLE: a full disk is an OSError too, but not the mailbox's.
+                log.error("cannot store mail (%s); nothing is lost, the poll is retried in %.0fs", err, backoff)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
             except RECOVERABLE as err:
                 log.warning("mailbox unavailable (%s); reconnecting in %.0fs", err, backoff)
                 self.stop_event.wait(backoff)
