@@ -13,7 +13,6 @@ import binascii
 import codecs
 import email
 import email.header
-import email.parser
 import email.utils
 import quopri
 import re
@@ -155,16 +154,20 @@ class ParsedMail:
         return bool(_LOST_PARTS.intersection(self.defects))
 
 
-def parse_mail(raw: bytes) -> ParsedMail:
-    try:
-        message = email.message_from_bytes(raw, policy=RAW_HEADERS)
-        too_deep = _deeper_than(message, MAX_NESTING)
-    except RecursionError:
-        too_deep = True
-    if too_deep:
+def parse_mail(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
+    """The mail's headers, body text and attachments; with headers_only, the header block
+    alone (no parts, no attachments): the cost is that of the header block."""
+    message, too_deep = None, False
+    if not headers_only:
+        try:
+            message = email.message_from_bytes(raw, policy=RAW_HEADERS)
+            too_deep = _deeper_than(message, MAX_NESTING)
+        except RecursionError:
+            too_deep = True
+    if message is None or too_deep:
         # Keep the headers (sender, subject, threading) and drop the tree, so nothing
         # downstream (loop checks, reply threading) walks it and overflows the stack.
-        message = email.parser.BytesParser(policy=RAW_HEADERS).parsebytes(raw, headersonly=True)
+        message = email.message_from_bytes(_header_block(raw), policy=RAW_HEADERS)
         message.set_payload("")
     from_name, from_address = email.utils.parseaddr(decode_header_value(message.get("From")))
     message_id = decode_header_value(message.get("Message-ID")) or None
@@ -179,11 +182,22 @@ def parse_mail(raw: bytes) -> ParsedMail:
         body_text="",
         too_deep=too_deep,
     )
-    if not too_deep:
+    if not (too_deep or headers_only):
         _walk(message, parsed, forwarded=False, depth=0)
     parsed.body_text = parsed.body_text[:BODY_TEXT_LIMIT]
     parsed.defects = [type(d).__name__ for d in getattr(message, "defects", [])]
     return parsed
+
+
+def parse_headers(raw: bytes) -> ParsedMail:
+    """Sender, subject and ids only: for the ledger, and for mail too big to read."""
+    return parse_mail(raw, headers_only=True)
+
+
+def _header_block(raw: bytes) -> bytes:
+    # The stdlib parser holds ~8 times a mail's size while it splits the body into lines.
+    end = re.search(rb"\r?\n\r?\n", raw)
+    return raw[: end.end()] if end else raw
 
 
 def _deeper_than(message: Message, limit: int) -> bool:

@@ -21,7 +21,7 @@ from intake.archive import ArchiveError
 from intake.authenticity import check_sender, sender_problem
 from intake.faults import checkpoint
 from intake.decide import completeness, content_status, is_late, sheet_units
-from intake.mime import MAX_NESTING, ParsedMail, parse_mail
+from intake.mime import MAX_NESTING, ParsedMail, parse_headers, parse_mail
 from intake.tracking import settle_current
 from intake.unpack import unpack_zip, unsupported_archive
 from notifications.loops import no_reply_reason
@@ -128,7 +128,7 @@ def _at_location(session, location: Location) -> Message | None:  # noqa: ANN001
 
 def _headers_for_ledger(raw: bytes) -> dict:
     try:
-        mail = parse_mail(raw)
+        mail = parse_headers(raw)
     except Exception:  # noqa: BLE001 - the ledger must record even mail we cannot read
         log.exception("could not read headers; recording the message without them")
         return {}
@@ -153,7 +153,8 @@ def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcom
         digest, arrived_at = message.sha256, message.arrived_at
     try:
         raw = app.archive.read("mail", digest)
-        mail = parse_mail(raw)
+        # Over the size limit nothing is read but the headers: parsing is what costs memory.
+        mail = parse_headers(raw) if len(raw) > app.settings.limits.max_message_bytes else parse_mail(raw)
         reports, unpack_problems = _read_attachments(app, mail, len(raw))
         checkpoint("parse")
         return _store(app, message_pk, raw, mail, arrived_at, reports, unpack_problems)
