@@ -193,17 +193,12 @@ def main() -> None:
 
 
 def _worker_peak_kb(app: App) -> float:
-    worker = app.__dict__.get("worker")
-    process = getattr(worker, "_process", None)
-    if process is None or process.pid is None:
-        return 0.0
-    try:
-        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+    peaks = [0.0]
+    for pid in app.worker_pids():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return 0.0
+                peaks.append(float(line.split()[1]))
+    return max(peaks)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

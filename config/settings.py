@@ -106,6 +106,7 @@ class ParsingSettings(_Section):
     seal_detection: bool = True
     ocr: bool = False
     seal_dpi: Annotated[int, Field(ge=72, le=400)] = 150
+    workers: Annotated[int, Field(ge=0, le=16)] = 0  # parser processes; 0: one per core, at most 2
 
 
 class CampaignSettings(_Section):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from config.settings import Settings
 from intake.archive import Archive
 from intake.registry import UnitRegistry
 from intake.sandbox import ParseWorker
+from parsers.model import FileReport
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -22,8 +26,33 @@ class App:
         self.registry = UnitRegistry.from_settings(settings.units)
 
     @cached_property
-    def worker(self) -> ParseWorker:
-        return ParseWorker(self.settings.limits, self.settings.parsing)
+    def _workers(self) -> queue.Queue[ParseWorker]:
+        idle: queue.Queue[ParseWorker] = queue.Queue()
+        for _ in range(self.parse_slots):
+            idle.put(ParseWorker(self.settings.limits, self.settings.parsing))
+        return idle
+
+    @property
+    def parse_slots(self) -> int:
+        return self.settings.parsing.workers or min(2, os.cpu_count() or 1)
+
+    @cached_property
+    def parse_pool(self) -> ThreadPoolExecutor:
+        """Threads that each drive one parser process, so attachments of the next messages
+        are read while this one is stored."""
+        return ThreadPoolExecutor(self.parse_slots, thread_name_prefix="parse")
+
+    def parse(self, data: bytes, name: str, parent: str | None = None) -> FileReport:
+        worker = self._workers.get()
+        try:
+            return worker.parse(data, name, parent)
+        finally:
+            self._workers.put(worker)
+
+    def worker_pids(self) -> list[int]:
+        if "_workers" not in self.__dict__:
+            return []
+        return [pid for w in list(self._workers.queue) if (pid := w.pid) is not None]
 
     @property
     def account(self) -> str:
@@ -40,8 +69,11 @@ class App:
         return found
 
     def close(self) -> None:
-        if "worker" in self.__dict__:
-            self.worker.close()
+        if "parse_pool" in self.__dict__:
+            self.parse_pool.shutdown(wait=True)
+        if "_workers" in self.__dict__:
+            while not self._workers.empty():
+                self._workers.get().close()
         self.db.dispose()
 
     def __enter__(self) -> App:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import traceback
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import islice
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -142,32 +144,78 @@ def _headers_for_ledger(raw: bytes) -> dict:
     }
 
 
-def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcome:
-    """Parse, decide and store one archived message; quarantine it if that fails."""
+@dataclass
+class _Parsed:
+    """A message read and its attachments parsed, waiting to be stored."""
+
+    message_pk: int
+    raw: bytes = b""
+    mail: ParsedMail | None = None
+    arrived_at: dt.datetime | None = None
+    reports: list[FileReport] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    done: Outcome | None = None  # nothing to do: already processed
+    error: BaseException | None = None
+
+
+def _parse(app: App, message_pk: int, force: bool) -> _Parsed:
     with app.db.session() as session:
         message = session.get(Message, message_pk)
         if message is None:
             raise LookupError(f"no message {message_pk}")
         if message.state is not MessageState.ARCHIVED and not (force and message.state is not MessageState.DUPLICATE):
-            return _outcome(message)
+            return _Parsed(message_pk, done=_outcome(message))
         digest, arrived_at = message.sha256, message.arrived_at
     try:
         raw = app.archive.read("mail", digest)
         # Over the size limit nothing is read but the headers: parsing is what costs memory.
         mail = parse_headers(raw) if len(raw) > app.settings.limits.max_message_bytes else parse_mail(raw)
-        reports, unpack_problems = _read_attachments(app, mail, len(raw))
+        reports, problems = _read_attachments(app, mail, len(raw))
+        return _Parsed(message_pk, raw, mail, arrived_at, reports, problems)
+    except Exception as err:  # noqa: BLE001 - quarantined when stored, never blocks the rest
+        return _Parsed(message_pk, error=err)
+
+
+def _finish(app: App, parsed: _Parsed) -> Outcome:
+    if parsed.done is not None:
+        return parsed.done
+    try:
+        if parsed.error is not None:
+            raise parsed.error
         checkpoint("parse")
-        return _store(app, message_pk, raw, mail, arrived_at, reports, unpack_problems)
+        outcome = _store(app, parsed.message_pk, parsed.raw, parsed.mail, parsed.arrived_at, parsed.reports, parsed.problems)
+        checkpoint("commit")
+        return outcome
     except STORAGE_ERRORS:
         raise
     except Exception as err:  # noqa: BLE001 - one bad message must never block the rest
-        log.exception("message %s quarantined", message_pk)
+        log.error("message %s quarantined", parsed.message_pk, exc_info=err)
         with app.db.session() as session:
-            message = session.get(Message, message_pk)
+            message = session.get(Message, parsed.message_pk)
             message.state = MessageState.QUARANTINED
-            message.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"[:10000]
+            trace = "".join(traceback.format_exception(err, limit=8))
+            message.error = f"{type(err).__name__}: {err}\n{trace}"[:10000]
             message.processed_at = utcnow()
             return _outcome(message)
+
+
+def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcome:
+    """Parse, decide and store one archived message; quarantine it if that fails."""
+    return _finish(app, _parse(app, message_pk, force))
+
+
+def process_messages(app: App, message_pks: list[int], *, force: bool = False) -> list[Outcome]:
+    """The same for many, in order: attachments of later messages are parsed (in parser
+    processes) while earlier ones are stored, one transaction each."""
+    ahead = 2 * app.parse_slots  # bounded: never hold more than a few parsed mails at once
+    queue = iter(message_pks)
+    pending = deque(app.parse_pool.submit(_parse, app, pk, force) for pk in islice(queue, ahead))
+    outcomes = []
+    while pending:
+        outcomes.append(_finish(app, pending.popleft().result()))
+        for pk in islice(queue, 1):
+            pending.append(app.parse_pool.submit(_parse, app, pk, force))
+    return outcomes
 
 
 def ingest(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> Outcome:
@@ -201,7 +249,7 @@ def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[F
     reports = []
     for name, data, parent in files:
         app.archive.store("files", data)
-        reports.append(app.worker.parse(data, name, parent))
+        reports.append(app.parse(data, name, parent))
     return reports, problems
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from intake import mailbox as imap
 from intake.app import App
 from intake.faults import checkpoint
-from intake.pipeline import Location, Outcome, process_message, record_message
+from intake.pipeline import Location, Outcome, process_messages, record_message
 from storage.models import MailboxCursor, Message, MessageState
 
 log = logging.getLogger(__name__)
@@ -78,15 +78,16 @@ def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
     uids = imap.uids_after(mailbox, last_uid)
     for start in range(0, len(uids), settings.batch_size):
         batch = uids[start : start + settings.batch_size]
+        recorded = []
         for fetched in imap.fetch(mailbox, batch):
             checkpoint("fetch")
             report.seen += 1
             location = Location(app.account, settings.folder, state.uidvalidity, fetched.uid)
             message, created = record_message(app, fetched.raw, fetched.arrived_at, location)
             report.new += created
+            recorded.append(message.id)
             checkpoint("record")
-            report.outcomes.append(process_message(app, message.id))
-            checkpoint("commit")
+        report.outcomes += process_messages(app, recorded)
         _save_cursor(app, settings.folder, state.uidvalidity, max(batch))
     if report.uidvalidity_changed and not uids:
         _save_cursor(app, settings.folder, state.uidvalidity, 0)
@@ -103,7 +104,7 @@ def resume_pending(app: App) -> list[Outcome]:
         pending = session.scalars(
             select(Message.id).where(Message.account == app.account, Message.state == MessageState.ARCHIVED)
         ).all()
-    return [process_message(app, pk) for pk in pending]
+    return process_messages(app, list(pending))
 
 
 def _move_processed(app: App, mailbox: BaseMailBox, uidvalidity: int) -> int:
@@ -135,6 +136,7 @@ def poll_maildir(app: App) -> PollReport:
     root = app.settings.resolve(app.settings.mailbox.maildir)
     with app.db.session() as session:
         known = set(session.scalars(select(Message.source_key).where(Message.account == app.account)).all())
+    recorded = []
     for path in sorted(_maildir_files(root), key=lambda p: (p.stat().st_mtime, p.name)):
         key = path.name.split(":", 1)[0]
         report.seen += 1
@@ -144,7 +146,8 @@ def poll_maildir(app: App) -> PollReport:
         location = Location(app.account, "maildir", source_key=key)
         message, created = record_message(app, path.read_bytes(), arrived_at, location)
         report.new += created
-        report.outcomes.append(process_message(app, message.id))
+        recorded.append(message.id)
+    report.outcomes += process_messages(app, recorded)
     report.outcomes += resume_pending(app)
     report.seconds = time.monotonic() - started
     return report

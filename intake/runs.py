@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from intake import mailbox as imap
 from intake.app import App
-from intake.pipeline import Outcome, process_message
+from intake.pipeline import Outcome, process_messages
 from intake.poller import PollReport, poll_imap, poll_maildir
 from notifications.digest import Digest
 from notifications.outbox import Outbox
@@ -35,7 +35,7 @@ def reprocess_messages(app: App, message_ids: list[int] | None = None) -> list[O
         if message_ids:
             query = query.where(Message.id.in_(message_ids))
         ids = session.scalars(query).all()
-    return [process_message(app, pk, force=True) for pk in ids]
+    return process_messages(app, list(ids), force=True)
 
 
 def write_digest(digest: Digest, directory: Path) -> None:

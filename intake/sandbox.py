@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import resource
 from multiprocessing.connection import Connection
 from typing import Any
@@ -28,7 +29,14 @@ def _serve(conn: Connection, memory_bytes: int) -> None:
 
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    parent = os.getppid()
     while True:
+        # Forked siblings hold copies of each other's pipe ends, so a parent killed with
+        # SIGKILL may never produce EOF here: notice the orphaning ourselves.
+        if not conn.poll(1.0):
+            if os.getppid() != parent:
+                return
+            continue
         try:
             request = conn.recv()
         except EOFError:
@@ -71,6 +79,10 @@ class ParseWorker:
 
     def close(self) -> None:
         self._kill()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.is_alive() else None
 
     def parse(self, data: bytes, name: str, parent: str | None = None) -> FileReport:
         if self._process is None or not self._process.is_alive():
