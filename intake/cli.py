@@ -58,10 +58,22 @@ def settings_from(ctx: click.Context) -> Settings:
 
 @contextmanager
 def opened(ctx: click.Context) -> Iterator[object]:
-    from intake.app import App
+    """The app for one command; what goes wrong outside our control ends as one line."""
+    from sqlalchemy.exc import OperationalError
 
-    with App(settings_from(ctx)) as app:
-        yield app
+    from intake.app import App
+    from intake.archive import ArchiveError
+    from intake.mailbox import MailboxError
+
+    try:
+        with App(settings_from(ctx)) as app:
+            yield app
+    except MailboxError as err:
+        raise click.ClickException(str(err)) from None
+    except ArchiveError as err:
+        raise click.ClickException(f"无法写入存档（磁盘已满或无权限）：{err}。邮件未丢失，空间恢复后重新运行即可。") from None
+    except OperationalError as err:
+        raise click.ClickException(f"数据库暂时不可用：{err.orig}。稍后重新运行即可。") from None
 
 
 @main.command()
@@ -91,22 +103,27 @@ def poll(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--standby", is_flag=True, help="若已有 run 进程，则等待并在其停止后接管（用于第二台机器）。")
 @click.pass_context
-def run(ctx: click.Context) -> None:
+def run(ctx: click.Context, standby: bool) -> None:
     """持续监视邮箱（支持 IDLE 时即时收取，否则定时轮询），并按时发送每日汇总。
 
     同一数据库同时只允许一个 run 进程；收到 SIGTERM 后在当前步骤结束时退出。
 
     \b
     示例：intake --config /etc/intake.toml run
+          intake --config /etc/intake.toml run --standby   # 第二台机器（PostgreSQL）
     """
     from intake.scheduler import Runner
     from storage.locks import exclusive
 
-    with opened(ctx) as app, exclusive(app.db, "intake-run") as acquired:
-        if not acquired:
-            raise click.ClickException("另一个 intake run 进程正在使用同一数据库，本进程退出。")
-        Runner(app).run()
+    with opened(ctx) as app:
+        if standby:
+            log.info("standby: waiting until no other intake run holds the database")
+        with exclusive(app.db, "intake-run", wait=standby) as acquired:
+            if not acquired:
+                raise click.ClickException("另一个 intake run 进程正在使用同一数据库，本进程退出。")
+            Runner(app).run()
 
 
 @main.command()

@@ -280,7 +280,7 @@ def _store(
     with app.db.session() as session:
         message = session.get(Message, message_pk)
         message.auth_results = verdict.as_dict()
-        submission = message.submission or Submission(message_pk=message_pk)
+        submission = message.submission or Submission(message=message)
         _reset(submission)
         late = is_late(arrived_at, settings.campaign.deadline)
         if not has_files and (reason is not None):

@@ -8,10 +8,13 @@ asks the server for nothing but a UID SEARCH. The cursor may lag behind what is 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from imap_tools import BaseMailBox
 from sqlalchemy import select
@@ -20,7 +23,10 @@ from intake import mailbox as imap
 from intake.app import App
 from intake.faults import checkpoint
 from intake.pipeline import Location, Outcome, process_messages, record_message
+from storage.locks import exclusive
 from storage.models import MailboxCursor, Message, MessageState
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,18 @@ class PollReport:
         )
 
 
+def one_poll_at_a_time(function: Callable[..., T]) -> Callable[..., T]:
+    """Polls (and reprocessing) never overlap, across processes and, on PostgreSQL,
+    machines: `intake poll` run by hand waits for the runner's pass to finish."""
+
+    @functools.wraps(function)
+    def serialised(app: App, *args: object, **kwargs: object) -> T:
+        with exclusive(app.db, "poll", wait=True):
+            return function(app, *args, **kwargs)
+
+    return serialised
+
+
 def _cursor(session, account: str, folder: str) -> MailboxCursor | None:  # noqa: ANN001
     return session.scalars(
         select(MailboxCursor).where(MailboxCursor.account == account, MailboxCursor.folder == folder)
@@ -60,6 +78,7 @@ def _save_cursor(app: App, folder: str, uidvalidity: int, last_uid: int) -> None
             cursor.uidvalidity, cursor.last_uid = uidvalidity, max(last_uid, cursor.last_uid if cursor.uidvalidity == uidvalidity else 0)
 
 
+@one_poll_at_a_time
 def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
     """One incremental pass over the configured folder on an open connection."""
     started = time.monotonic()
@@ -129,6 +148,7 @@ def _move_processed(app: App, mailbox: BaseMailBox, uidvalidity: int) -> int:
     return len(pending)
 
 
+@one_poll_at_a_time
 def poll_maildir(app: App) -> PollReport:
     """The demo's mailbox: a local Maildir, read-only; a file's mtime is its arrival time."""
     started = time.monotonic()

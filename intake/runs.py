@@ -9,11 +9,10 @@ from sqlalchemy import select
 from intake import mailbox as imap
 from intake.app import App
 from intake.pipeline import Outcome, process_messages
-from intake.poller import PollReport, poll_imap, poll_maildir
+from intake.poller import PollReport, one_poll_at_a_time, poll_imap, poll_maildir
 from notifications.digest import Digest
 from notifications.outbox import Outbox
 from storage.models import Message, MessageState
-
 
 
 def poll_once(app: App) -> PollReport:
@@ -27,6 +26,7 @@ def poll_once(app: App) -> PollReport:
     return report
 
 
+@one_poll_at_a_time
 def reprocess_messages(app: App, message_ids: list[int] | None = None) -> list[Outcome]:
     """Parse again from the archive; the mailbox is not touched and no reply is sent twice
     (a reply's dedupe key is its message)."""

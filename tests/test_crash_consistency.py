@@ -28,7 +28,7 @@ from intake.runs import poll_once
 from intake.samples import mime_message
 from storage.models import Message, OutboxItem, OutboxState, ReplyKind, Submission
 from tests.support.dovecot import Dovecot
-from tests.support.intake_env import DEADLINE, intake_settings, submission_mail
+from tests.support.intake_env import DEADLINE, intake_settings, settings_as_toml, submission_mail
 from tests.support.smtp import SmtpSink
 
 # Where to crash, and at which pass of that point: 56 runs over the whole path.
@@ -161,7 +161,7 @@ def test_the_poll_command_killed_from_outside_then_rerun_loses_and_repeats_nothi
     try:
         settings = run_settings(tmp_path, mailbox, sink)
         config = tmp_path / "intake.toml"
-        config.write_text(tomli_w.dumps(_as_toml(settings)), encoding="utf-8")
+        config.write_text(tomli_w.dumps(settings_as_toml(settings)), encoding="utf-8")
         command = [sys.executable, "-m", "intake.cli", "--config", str(config), "poll"]
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         db_path = settings.database_url.removeprefix("sqlite:///")
@@ -191,19 +191,3 @@ def _processed(db_path: str) -> int:
             return connection.execute("SELECT count(*) FROM messages WHERE state = 'processed'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0  # not created yet
-
-
-def _as_toml(settings) -> dict:  # noqa: ANN001
-    data = settings.model_dump(mode="json", exclude={"base_dir"})
-    data["mailbox"]["password"] = settings.mailbox.password.get_secret_value()
-    data["smtp"]["password"] = settings.smtp.password.get_secret_value()
-    data["database"]["url"] = settings.database_url
-    return _drop_none(data)
-
-
-def _drop_none(value):  # noqa: ANN001, ANN202 - TOML has no null
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_none(v) for v in value]
-    return value

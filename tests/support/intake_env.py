@@ -71,3 +71,20 @@ def submission_mail(
 
 def form2_workbook(unit: str) -> bytes:
     return form_workbook(FORM2, "竞赛项目汇总表（技术技能类、创新创意类、工作推进类）", unit, FORM2_ROWS)
+
+
+def settings_as_toml(settings: Settings) -> dict:
+    """Settings back to the TOML a user would write (secrets in the clear: tests only)."""
+    data = settings.model_dump(mode="json", exclude={"base_dir"})
+    data["mailbox"]["password"] = settings.mailbox.password.get_secret_value()
+    data["smtp"]["password"] = settings.smtp.password.get_secret_value()
+    data["database"]["url"] = settings.database_url
+    return _drop_none(data)
+
+
+def _drop_none(value):  # noqa: ANN001, ANN202 - TOML has no null
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value

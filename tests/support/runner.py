@@ -13,6 +13,8 @@ from pathlib import Path
 
 import tomli_w
 
+from tests.support.intake_env import settings_as_toml
+
 from config.settings import Settings
 from intake.app import App
 from intake.poller import PollReport
@@ -74,9 +76,8 @@ class WatchThread:
 
 
 def write_config(settings: Settings, path: Path) -> Path:
-    from tests.test_crash_consistency import _as_toml  # the one Settings -> TOML mapping
 
-    path.write_text(tomli_w.dumps(_as_toml(settings)), encoding="utf-8")
+    path.write_text(tomli_w.dumps(settings_as_toml(settings)), encoding="utf-8")
     return path
 
 
