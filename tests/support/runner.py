@@ -76,7 +76,6 @@ class WatchThread:
 
 
 def write_config(settings: Settings, path: Path) -> Path:
-
     path.write_text(tomli_w.dumps(settings_as_toml(settings)), encoding="utf-8")
     return path
 
