@@ -27,10 +27,16 @@ class App:
 
     @cached_property
     def _workers(self) -> queue.Queue[ParseWorker]:
+        # OCR costs seconds a page: it never runs here, on the reply path (see intake/ocr.py).
+        parsing = self.settings.parsing.model_copy(update={"ocr": False})
         idle: queue.Queue[ParseWorker] = queue.Queue()
         for _ in range(self.parse_slots):
-            idle.put(ParseWorker(self.settings.limits, self.settings.parsing))
+            idle.put(ParseWorker(self.settings.limits, parsing))
         return idle
+
+    @cached_property
+    def ocr_worker(self) -> ParseWorker:
+        return ParseWorker(self.settings.limits, self.settings.parsing)
 
     @property
     def parse_slots(self) -> int:
@@ -74,6 +80,8 @@ class App:
         if "_workers" in self.__dict__:
             while not self._workers.empty():
                 self._workers.get().close()
+        if "ocr_worker" in self.__dict__:
+            self.ocr_worker.close()
         self.db.dispose()
 
     def __enter__(self) -> App:

@@ -305,6 +305,9 @@ def _store(
             submission.sheet_unit = (sheet_units(reports) or [None])[0]
             submission.has_pdf, submission.has_editable = done.has_pdf, done.has_editable
             submission.seal = seal_verdict(reports)
+            submission.ocr_pending = settings.parsing.ocr and any(
+                r.pdf is not None and not r.pdf.has_text for r in reports
+            )
             _attach(submission, reports, problems)
             submission.needs_review = (
                 late

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from intake import mailbox as imap
 from intake.app import App
+from intake.ocr_followup import run_pending_ocr
 from intake.pipeline import Outcome, process_messages
 from intake.poller import PollReport, one_poll_at_a_time, poll_imap, poll_maildir
 from notifications.digest import Digest
@@ -23,6 +24,8 @@ def poll_once(app: App) -> PollReport:
         with imap.open_mailbox(app.settings.mailbox) as mailbox:
             report = poll_imap(app, mailbox)
     Outbox(app.db, app.settings).send_pending()
+    if app.settings.parsing.ocr:
+        run_pending_ocr(app)  # after the replies are out: OCR is slow and only informs staff
     return report
 
 

@@ -20,6 +20,7 @@ from imap_tools.errors import MailboxTaggedResponseError, UnexpectedCommandStatu
 
 from intake import mailbox as imap
 from intake.app import App
+from intake.ocr_followup import run_pending_ocr
 from intake.pipeline import STORAGE_ERRORS
 from intake.poller import PollReport, poll_imap, poll_maildir
 from notifications.digest import queue_digest
@@ -135,6 +136,9 @@ class Runner:
                 CronTrigger(hour=int(hour), minute=int(minute), timezone=ZoneInfo(settings.digest.timezone)),
                 id="digest", max_instances=1, coalesce=True, misfire_grace_time=3600,
             )
+        if settings.parsing.ocr:
+            scheduler.add_job(lambda: run_pending_ocr(self.app), "interval", seconds=60, id="ocr",
+                              max_instances=1, coalesce=True)
         if settings.reminders.enabled:
             scheduler.add_job(self.reminders_job, "interval", minutes=10, id="reminders", max_instances=1, coalesce=True)
         previous = {sig: signal.signal(sig, self._handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)}

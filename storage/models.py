@@ -177,6 +177,8 @@ class Submission(Base):
     has_editable: Mapped[bool] = mapped_column(Boolean, default=False)
     seal: Mapped[bool | None] = mapped_column(Boolean)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Image-only scans wait for OCR, which runs after the reply is sent (seconds per page).
+    ocr_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     assigned_by: Mapped[str | None] = mapped_column(String(255))
     assigned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: ac3c6b00fbc1
+Revision ID: b2523eeaec13
 Revises: 
-Create Date: 2026-11-25 13:24:08.242289
+Create Date: 2026-11-25 13:53:48.801659
 
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'ac3c6b00fbc1'
+revision: str = 'b2523eeaec13'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -86,6 +86,7 @@ def upgrade() -> None:
     sa.Column('has_editable', sa.Boolean(), nullable=False),
     sa.Column('seal', sa.Boolean(), nullable=True),
     sa.Column('needs_review', sa.Boolean(), nullable=False),
+    sa.Column('ocr_pending', sa.Boolean(), nullable=False),
     sa.Column('assigned_by', sa.String(length=255), nullable=True),
     sa.Column('assigned_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
