@@ -38,20 +38,8 @@ class Archive:
     def _write(self, area: str, data: bytes) -> str:
         digest = sha256_hex(data)
         target = self.path(area, digest)
-        if target.exists() and target.stat().st_size == len(data):
-            return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        if not (target.exists() and target.stat().st_size == len(data)):
+            write_atomically(target, data)
         return digest
 
     def read(self, area: str, digest: str) -> bytes:
@@ -64,10 +52,23 @@ class Archive:
         return self.path(area, digest).exists()
 
 
-def _fsync_dir(path: Path) -> None:
-    # The rename is only durable once the directory entry is on disk too.
-    fd = os.open(path, os.O_RDONLY)
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file, fsync, rename, fsync the folder: a reader sees the whole file or none,
+    and after a crash the file is either complete or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        os.fsync(fd)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # The rename is only durable once the directory entry is on disk too.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
     finally:
-        os.close(fd)
+        os.close(folder)

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import random
 import re
 import smtplib
 import ssl
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 from imap_tools import AND, H, MailMessageFlags
 from sqlalchemy import and_, or_, select, update
 
 from config.settings import Security, Settings, SmtpSettings
+from intake.archive import write_atomically
 from intake.faults import checkpoint
 from storage.db import Database
 from storage.locks import exclusive
@@ -56,26 +54,6 @@ def eml_name(item: OutboxItem) -> str:
     """`000042-receipt-unit@example.org.eml`: sortable by id, safe on any filesystem."""
     slug = _SLUG_UNSAFE.sub("-", f"{item.reply_kind or item.kind}-{item.to_address}").strip("-.")[:80]
     return f"{item.id:06d}-{slug or 'mail'}.eml"
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the folder: a reader sees the whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".eml")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 class _Smtp:

@@ -10,7 +10,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from parsers.forms import FORM1_BOUNDS, FORM2_BOUNDS, Column, FormSpec, ValueType
+from parsers.forms import FORM1_BOUNDS, FORM2_BOUNDS, Column, ValueType
 from parsers.labels import short_label
 from parsers.model import Form1Row, Form2Row, FormTable, Problem, ProblemCode
 from parsers.numbers import NotANumber, is_blank, read_value

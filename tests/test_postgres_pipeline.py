@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,24 +20,10 @@ from tests.support.runner import IntakeProcess, wait_until, write_config
 from tests.support.smtp import SmtpSink
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Dovecot]:
-    instance = Dovecot().start()
-    yield instance
-    instance.cleanup()
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    instance = SmtpSink().start()
-    yield instance
-    instance.stop()
-
-
-def settings_on(tmp_path: Path, url: str, mailbox: Dovecot, sink: SmtpSink, **mailbox_options: object):  # noqa: ANN201
+def settings_on(tmp_path: Path, url: str, mailbox: Dovecot, smtp_sink: SmtpSink, **mailbox_options: object):  # noqa: ANN201
     return intake_settings(
         tmp_path, dovecot=mailbox, database={"url": url}, mailbox={"poll_seconds": 5, **mailbox_options},
-        smtp={"mode": "send", "host": sink.host, "port": sink.port, "security": "none", "daily_cap_per_recipient": 100},
+        smtp={"mode": "send", "host": smtp_sink.host, "port": smtp_sink.port, "security": "none", "daily_cap_per_recipient": 100},
     )
 
 
@@ -47,17 +32,17 @@ def mails(count: int, start: int = 0) -> list[tuple[bytes, dt.datetime]]:
     return [(submission_mail(subject=f"报送 {i}", date=when), when) for i in range(start, start + count)]
 
 
-def replies_by_original(sink: SmtpSink) -> list[str]:
-    return [email.message_from_bytes(m.data)["In-Reply-To"] for m in sink.messages]
+def replies_by_original(smtp_sink: SmtpSink) -> list[str]:
+    return [email.message_from_bytes(m.data)["In-Reply-To"] for m in smtp_sink.messages]
 
 
 def test_the_pipeline_stores_the_same_verdicts_on_either_database(
-    tmp_path: Path, database_url: str, server: Dovecot, sink: SmtpSink
+    tmp_path: Path, database_url: str, dovecot: Dovecot, smtp_sink: SmtpSink
 ) -> None:
-    mailbox = server.add_user(f"db-{tmp_path.name}@example.org")
+    mailbox = dovecot.add_user(f"db-{tmp_path.name}@example.org")
     mailbox.append_many(mails(3))
     mailbox.append(submission_mail(subject="逾期", date=DEADLINE), DEADLINE + dt.timedelta(seconds=1))
-    with App(settings_on(tmp_path, database_url, mailbox, sink)) as app:
+    with App(settings_on(tmp_path, database_url, mailbox, smtp_sink)) as app:
         poll_once(app)
         poll_once(app)
         with app.db.session() as session:
@@ -66,50 +51,50 @@ def test_the_pipeline_stores_the_same_verdicts_on_either_database(
             assert all(len(s.form1_rows) == 2 for s in submissions)
             assert submissions[0].form1_rows[0].investment == Decimal("45.6")
             assert session.scalar(select(func.count()).select_from(OutboxItem)) == 4
-    assert len(sink.messages) == 4
+    assert len(smtp_sink.messages) == 4
 
 
 @pytest.mark.slow
 def test_two_polls_at_once_on_postgresql_process_each_message_once(
-    tmp_path: Path, postgres_server, server: Dovecot, sink: SmtpSink  # noqa: ANN001
+    tmp_path: Path, postgres_server, dovecot: Dovecot, smtp_sink: SmtpSink  # noqa: ANN001
 ) -> None:
     _, url = postgres_server.create_database()
-    mailbox = server.add_user(f"two-polls-{tmp_path.name}@example.org")
+    mailbox = dovecot.add_user(f"two-polls-{tmp_path.name}@example.org")
     mailbox.append_many(mails(20))
-    config = write_config(settings_on(tmp_path, url, mailbox, sink), tmp_path / "intake.toml")
+    config = write_config(settings_on(tmp_path, url, mailbox, smtp_sink), tmp_path / "intake.toml")
     first, second = IntakeProcess(config, "poll"), IntakeProcess(config, "poll")
     assert first.process.wait(timeout=300) == 0, first.log
     assert second.process.wait(timeout=300) == 0, second.log
-    with App(settings_on(tmp_path, url, mailbox, sink)) as app, app.db.session() as session:
+    with App(settings_on(tmp_path, url, mailbox, smtp_sink)) as app, app.db.session() as session:
         rows = session.scalars(select(Message)).all()
         assert len(rows) == 20 and all(m.state is MessageState.PROCESSED for m in rows)
-    assert sorted(replies_by_original(sink)) == sorted(set(replies_by_original(sink)))
-    assert len(sink.messages) == 20
+    assert sorted(replies_by_original(smtp_sink)) == sorted(set(replies_by_original(smtp_sink)))
+    assert len(smtp_sink.messages) == 20
 
 
 @pytest.mark.slow
 def test_a_standby_run_takes_over_when_the_active_one_dies(
-    tmp_path: Path, postgres_server, server: Dovecot, sink: SmtpSink  # noqa: ANN001
+    tmp_path: Path, postgres_server, dovecot: Dovecot, smtp_sink: SmtpSink  # noqa: ANN001
 ) -> None:
     _, url = postgres_server.create_database()
-    mailbox = server.add_user(f"standby-{tmp_path.name}@example.org")
-    config = write_config(settings_on(tmp_path, url, mailbox, sink), tmp_path / "intake.toml")
+    mailbox = dovecot.add_user(f"standby-{tmp_path.name}@example.org")
+    config = write_config(settings_on(tmp_path, url, mailbox, smtp_sink), tmp_path / "intake.toml")
     active = IntakeProcess(config, "run")
     active.wait_for_log("connected to")
     standby = IntakeProcess(config, "run", "--standby")
     try:
         standby.wait_for_log("standby: waiting")
         mailbox.append_many(mails(3))
-        wait_until(lambda: len(sink.messages) == 3, 60, "the active runner's replies")
+        wait_until(lambda: len(smtp_sink.messages) == 3, 60, "the active runner's replies")
         assert "connected to" not in standby.log  # it waited; it did not poll alongside
         active.kill()
         standby.wait_for_log("connected to", timeout=60)
         mailbox.append_many(mails(2, start=3))
-        wait_until(lambda: len(sink.messages) == 5, 60, "the standby's replies after taking over")
+        wait_until(lambda: len(smtp_sink.messages) == 5, 60, "the standby's replies after taking over")
         assert standby.terminate(timeout=15) == 0
     finally:
         active.kill()
         standby.kill()
-    assert len(set(replies_by_original(sink))) == 5
-    with App(settings_on(tmp_path, url, mailbox, sink)) as app, app.db.session() as session:
+    assert len(set(replies_by_original(smtp_sink))) == 5
+    with App(settings_on(tmp_path, url, mailbox, smtp_sink)) as app, app.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 5

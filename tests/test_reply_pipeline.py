@@ -6,7 +6,6 @@ import datetime as dt
 import email
 import email.policy
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,29 +24,15 @@ from tests.support.smtp import SmtpSink
 JINAN = ("济南市总工会", "jinan@example.cn")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Dovecot]:
-    instance = Dovecot().start()
-    yield instance
-    instance.cleanup()
-
-
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    instance = SmtpSink().start()
-    yield instance
-    instance.stop()
+def mailbox(dovecot: Dovecot) -> Dovecot:
+    return dovecot.add_user(f"replies-{uuid.uuid4().hex[:12]}@example.org")
 
 
-@pytest.fixture
-def mailbox(server: Dovecot) -> Dovecot:
-    return server.add_user(f"replies-{uuid.uuid4().hex[:12]}@example.org")
-
-
-def settings_for(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink):  # noqa: ANN201
+def settings_for(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink):  # noqa: ANN201
     return intake_settings(
         tmp_path, dovecot=mailbox, mailbox={"sent_folder": "已发送"},
-        smtp={"mode": "send", "host": sink.host, "port": sink.port, "security": "none",
+        smtp={"mode": "send", "host": smtp_sink.host, "port": smtp_sink.port, "security": "none",
               "from_address": "szscbhb@example.org", "from_name": "省总工会劳动竞赛"},
     )
 
@@ -60,7 +45,7 @@ def text_of(message: email.message.EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content()
 
 
-def test_each_reply_kind_arrives_threaded_under_the_mail_in_chinese(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink) -> None:
+def test_each_reply_kind_arrives_threaded_under_the_mail_in_chinese(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink) -> None:
     before = DEADLINE - dt.timedelta(hours=3)
     bad = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会",
                         [("港口建设劳动竞赛", "港口扩建工程", 5, 9, "约300", 100, Decimal("3.2"))])
@@ -75,11 +60,11 @@ def test_each_reply_kind_arrives_threaded_under_the_mail_in_chinese(tmp_path: Pa
     arrivals = {"late": DEADLINE + dt.timedelta(minutes=5)}
     for kind, raw in mails.items():
         mailbox.append(raw, arrivals.get(kind, before))
-    settings = settings_for(tmp_path, mailbox, sink)
+    settings = settings_for(tmp_path, mailbox, smtp_sink)
     with App(settings) as app:
         poll_once(app)
 
-    replies = {parsed(r)["In-Reply-To"]: parsed(r) for r in sink.wait_for(4)}
+    replies = {parsed(r)["In-Reply-To"]: parsed(r) for r in smtp_sink.wait_for(4)}
     originals = {kind: email.message_from_bytes(raw)["Message-ID"] for kind, raw in mails.items()}
     assert set(replies) == set(originals.values())
     prefixes = {"receipt": "【已收到】", "late": "【逾期】", "incomplete": "【材料不全】", "invalid": "【需修改】"}
@@ -110,20 +95,20 @@ NO_REPLY_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(NO_REPLY_CASES))
-def test_automatic_mail_gets_no_reply(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink, case: str) -> None:
+def test_automatic_mail_gets_no_reply(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink, case: str) -> None:
     raw = mime_message(sender=JINAN, subject="自动回复：收到", body="我不在办公室", attachments=[],
                        date=DEADLINE - dt.timedelta(hours=1), extra_headers=NO_REPLY_CASES[case])
     mailbox.append(raw, DEADLINE - dt.timedelta(hours=1))
-    with App(settings_for(tmp_path, mailbox, sink)) as app:
+    with App(settings_for(tmp_path, mailbox, smtp_sink)) as app:
         poll_once(app)
         with app.db.session() as session:
             (submission,) = session.scalars(select(Submission)).all()
             assert submission.status is SubmissionStatus.IGNORED
             assert session.scalars(select(OutboxItem)).all() == []
-    assert sink.messages == [] and sink.attempts == 0
+    assert smtp_sink.messages == [] and smtp_sink.attempts == 0
 
 
-def test_a_bounce_gets_no_reply(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink) -> None:
+def test_a_bounce_gets_no_reply(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink) -> None:
     bounce = (
         b"From: MAILER-DAEMON@example.cn\r\nTo: szscbhb@example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n"
         b"Message-ID: <bounce-1@example.cn>\r\nMIME-Version: 1.0\r\n"
@@ -132,60 +117,60 @@ def test_a_bounce_gets_no_reply(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink
         b"--R\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n\r\n--R--\r\n"
     )
     mailbox.append(bounce, DEADLINE - dt.timedelta(hours=1))
-    with App(settings_for(tmp_path, mailbox, sink)) as app:
+    with App(settings_for(tmp_path, mailbox, smtp_sink)) as app:
         poll_once(app)
-    assert sink.attempts == 0
+    assert smtp_sink.attempts == 0
 
 
-def test_mail_from_our_own_address_gets_no_reply(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink) -> None:
+def test_mail_from_our_own_address_gets_no_reply(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink) -> None:
     raw = submission_mail(sender=("省总工会劳动竞赛", "szscbhb@example.org"))
     mailbox.append(raw, DEADLINE - dt.timedelta(hours=1))
-    with App(settings_for(tmp_path, mailbox, sink)) as app:
+    with App(settings_for(tmp_path, mailbox, smtp_sink)) as app:
         poll_once(app)
-    assert sink.attempts == 0
+    assert smtp_sink.attempts == 0
 
 
-def test_an_unknown_sender_without_attachments_gets_no_reply(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink) -> None:
+def test_an_unknown_sender_without_attachments_gets_no_reply(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink) -> None:
     raw = mime_message(sender=("推销", "sales@spam.example"), subject="优惠", body="广告", attachments=[],
                        date=DEADLINE - dt.timedelta(hours=1))
     mailbox.append(raw, DEADLINE - dt.timedelta(hours=1))
-    with App(settings_for(tmp_path, mailbox, sink)) as app:
+    with App(settings_for(tmp_path, mailbox, smtp_sink)) as app:
         poll_once(app)
         with app.db.session() as session:
             assert session.scalars(select(Message)).one().state.value == "processed"
-    assert sink.attempts == 0
+    assert smtp_sink.attempts == 0
 
 
-def test_a_poll_run_twice_sends_nothing_twice(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink) -> None:
+def test_a_poll_run_twice_sends_nothing_twice(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink) -> None:
     for hours in (3, 2):
         mailbox.append(submission_mail(subject=f"报送{hours}"), DEADLINE - dt.timedelta(hours=hours))
-    with App(settings_for(tmp_path, mailbox, sink)) as app:
+    with App(settings_for(tmp_path, mailbox, smtp_sink)) as app:
         poll_once(app)
         poll_once(app)
         from intake.runs import reprocess_messages
 
         reprocess_messages(app)
         poll_once(app)
-    assert len(sink.messages) == 2
+    assert len(smtp_sink.messages) == 2
 
 
-def test_smtp_down_then_up_delivers_each_reply_exactly_once(tmp_path: Path, mailbox: Dovecot, sink: SmtpSink) -> None:
+def test_smtp_down_then_up_delivers_each_reply_exactly_once(tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink) -> None:
     for hours in (3, 2, 1):
         mailbox.append(submission_mail(subject=f"报送{hours}"), DEADLINE - dt.timedelta(hours=hours))
-    sink.stop()
-    settings = settings_for(tmp_path, mailbox, sink)
+    smtp_sink.stop()
+    settings = settings_for(tmp_path, mailbox, smtp_sink)
     with App(settings) as app:
         poll_once(app)
         with app.db.session() as session:
             rows = session.scalars(select(OutboxItem)).all()
             assert [r.state for r in rows] == [OutboxState.PENDING] * 3
             assert all(r.last_error for r in rows[:1])
-        sink.start()
+        smtp_sink.start()
         from notifications.outbox import Outbox
 
         # The retry is due later; ask as if that time had come.
         Outbox(app.db, settings).send_pending(now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
         Outbox(app.db, settings).send_pending(now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=4))
-    assert sorted(parsed(m)["In-Reply-To"] for m in sink.messages) == sorted(
+    assert sorted(parsed(m)["In-Reply-To"] for m in smtp_sink.messages) == sorted(
         email.message_from_bytes(raw)["Message-ID"] for raw in mailbox.fetch_raw("INBOX")
     )
