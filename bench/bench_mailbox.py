@@ -64,13 +64,17 @@ def _pdf_page_png(pdf: bytes) -> bytes:
     return out.getvalue()
 
 
+UNITS = 40  # senders rotate over a call's ~40 units, as a real mailbox's do
+
+
 def make_messages(count: int, start: int = 0) -> list[tuple[bytes, dt.datetime]]:
     workbook = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", FORM1_ROWS)
     scan = two_page_scan()
     out = []
     for i in range(start, start + count):
         when = DEADLINE - dt.timedelta(minutes=count - i + 10)
-        raw = mime_message(sender=("济南市总工会", "jinan@example.cn"), subject=f"竞赛项目申报 第{i}号",
+        sender = ("济南市总工会", "jinan@example.cn") if i % UNITS == 0 else (f"单位{i % UNITS}", f"unit{i % UNITS}@example.cn")
+        raw = mime_message(sender=sender, subject=f"竞赛项目申报 第{i}号",
                            body=f"第{i}封", attachments=[("附件1.xlsx", workbook), ("盖章件.pdf", scan)], date=when)
         out.append((raw, when))
     return out
@@ -108,7 +112,9 @@ def latency(server: Dovecot, root: Path, *, idle: bool, samples: int) -> list[fl
     settings = intake_settings(
         root, dovecot=server,
         mailbox={"idle": idle, "poll_seconds": 5, "folder": "Latency" + ("Idle" if idle else "Poll")},
-        smtp={"mode": "send", "host": "127.0.0.1", "port": sink.port, "security": "none"},
+        # One sender writes every sample: lift the per-recipient loop-guard cap.
+        smtp={"mode": "send", "host": "127.0.0.1", "port": sink.port, "security": "none",
+              "daily_cap_per_recipient": 1000},
     )
     conn = server.client()
     conn.create(settings.mailbox.folder)
@@ -147,7 +153,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="intake-bench-"))
     server = Dovecot().start()
-    rows: list[tuple[str, str]] = []
+    rows = _Rows()
     try:
         messages = make_messages(n)
         mb = sum(len(r) for r, _ in messages) / n / 1024
@@ -164,18 +170,12 @@ def main() -> None:
             poll_s = time.perf_counter() - started
             rows.append(("(b) intake poll, OCR off", f"{poll_s:.2f} s, {report.new / poll_s:.0f} msg/s; b/a = {poll_s / floor_s:.1f}"))
 
-            started = time.perf_counter()
-            repoll = poll_once(app)
-            repoll_n = time.perf_counter() - started
-            assert repoll.seen == 0
+            repoll_n = _best_repoll(app)
             append_all(server, tiny_messages(large - n, start=n))
             poll_once(app)
-            started = time.perf_counter()
-            repoll = poll_once(app)
-            repoll_large = time.perf_counter() - started
-            assert repoll.seen == 0
+            repoll_large = _best_repoll(app)
             rows.append(("(c) re-poll, nothing new", f"{repoll_n * 1000:.0f} ms at {n} messages; {repoll_large * 1000:.0f} ms at {large}"))
-            worker_rss = _worker_peak_kb(app)
+            worker_rss = _worker_peak_kb()
 
         idle = latency(server, root / "idle", idle=True, samples=lat_n)
         polled = latency(server, root / "poll", idle=False, samples=lat_n)
@@ -192,12 +192,38 @@ def main() -> None:
         args.out.write_text(table + "\n", encoding="utf-8")
 
 
-def _worker_peak_kb(app: App) -> float:
+def _best_repoll(app: App, tries: int = 3) -> float:
+    """The fastest of a few re-polls (the first after a big poll also pays a WAL checkpoint)."""
+    times = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        report = poll_once(app)
+        times.append(time.perf_counter() - started)
+        assert report.seen == 0
+    return min(times)
+
+
+class _Rows(list):
+    """Results, printed as they come so a long run shows progress."""
+
+    def append(self, row: tuple[str, str]) -> None:
+        print(f"{row[0]}: {row[1]}", flush=True)
+        super().append(row)
+
+
+def _worker_peak_kb() -> float:
+    """Peak resident size (VmHWM) of the parser processes: the children running now."""
+    import psutil
+
     peaks = [0.0]
-    for pid in app.worker_pids():
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peaks.append(float(line.split()[1]))
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "dovecot" in " ".join(child.cmdline()):
+                continue
+            status = Path(f"/proc/{child.pid}/status").read_text()
+        except (OSError, psutil.Error):
+            continue  # gone, or a zombie (a parser restarted after a time-out)
+        peaks += [float(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")]
     return max(peaks)
 
 

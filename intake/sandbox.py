@@ -23,10 +23,16 @@ from parsers.model import FileReport, Problem, ProblemCode
 
 log = logging.getLogger(__name__)
 
+# A fresh parser process every so many files: C libraries' leaks never accumulate.
+RECYCLE_AFTER = 500
+
 
 def _serve(conn: Connection, memory_bytes: int) -> None:
+    import cv2
+
     from parsers.dispatch import parse_file
 
+    cv2.setNumThreads(1)  # parsers already run one process per core; threads only add arenas
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     parent = os.getppid()
@@ -57,6 +63,7 @@ class ParseWorker:
         self.parsing = parsing
         self.memory_bytes = memory_mb * 1024 * 1024
         self._process: mp.process.BaseProcess | None = None
+        self._served = 0
         self._conn: Connection | None = None
 
     def _start(self) -> None:
@@ -66,6 +73,7 @@ class ParseWorker:
         parent_conn, child_conn = context.Pipe()
         self._process = context.Process(target=_serve, args=(child_conn, self.memory_bytes), daemon=True)
         self._process.start()
+        self._served = 0
         child_conn.close()
         self._conn = parent_conn
 
@@ -85,24 +93,32 @@ class ParseWorker:
         return self._process.pid if self._process is not None and self._process.is_alive() else None
 
     def parse(self, data: bytes, name: str, parent: str | None = None) -> FileReport:
-        if self._process is None or not self._process.is_alive():
-            self._start()
-        assert self._conn is not None  # for the type checker: _start sets it
-        try:
-            self._conn.send((data, name, self.limits, self.parsing, parent))
-            if self._conn.poll(self.limits.seconds_per_file):
-                reply = self._conn.recv()
-            else:
-                log.warning("parsing %s took longer than %ss; worker restarted", name, self.limits.seconds_per_file)
-                self._kill()
-                reply = "timeout"
-        except (EOFError, OSError, BrokenPipeError):
-            log.warning("parser worker died on %s; restarted", name)
-            self._kill()
-            reply = "crash"
+        reply = self._ask(data, name, parent)
+        if reply == "crash":
+            # A worker can die of something that is not this file's fault (a leak built up
+            # over thousands of files): a fresh one gets one more try before we blame it.
+            reply = self._ask(data, name, parent)
         if isinstance(reply, FileReport):
             return reply
         return _failed_report(data, name, parent, reply, self.limits)
+
+    def _ask(self, data: bytes, name: str, parent: str | None) -> FileReport | str:
+        if self._process is None or not self._process.is_alive() or self._served >= RECYCLE_AFTER:
+            self._kill()
+            self._start()
+        assert self._conn is not None  # for the type checker: _start sets it
+        self._served += 1
+        try:
+            self._conn.send((data, name, self.limits, self.parsing, parent))
+            if self._conn.poll(self.limits.seconds_per_file):
+                return self._conn.recv()
+            log.warning("parsing %s took longer than %ss; worker restarted", name, self.limits.seconds_per_file)
+            self._kill()
+            return "timeout"
+        except (EOFError, OSError, BrokenPipeError):
+            log.warning("parser worker died on %s; restarted", name)
+            self._kill()
+            return "crash"
 
 
 def _failed_report(data: bytes, name: str, parent: str | None, reason: str, limits: LimitsSettings) -> FileReport:
