@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import resource
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from config.settings import LimitsSettings, ParsingSettings
@@ -34,7 +35,10 @@ def _serve(conn: Connection, memory_bytes: int) -> None:
 
     cv2.setNumThreads(1)  # parsers already run one process per core; threads only add arenas
     if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        # The limit is on growth: a fork starts with its parent's whole address space,
+        # which in a long-lived process (or a test run) may already be large.
+        start = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (start + memory_bytes, start + memory_bytes))
     parent = os.getppid()
     while True:
         # Forked siblings hold copies of each other's pipe ends, so a parent killed with

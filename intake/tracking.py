@@ -49,9 +49,11 @@ def _settle_unit(session: Session, unit: str) -> Submission | None:
     if not history:
         return None
     newest = history[-1]
-    for older in history[:-1]:
+    # Each older submission points at the one that replaced it (a chain, not all at the
+    # newest): a new arrival then changes one row, not the unit's whole history.
+    for older, newer in zip(history, history[1:]):
         older.status = SubmissionStatus.SUPERSEDED
-        older.superseded_by_id = newest.id
+        older.superseded_by_id = newer.id
     newest.status = _visible_status(newest)
     newest.superseded_by_id = None
     return newest

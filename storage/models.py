@@ -169,7 +169,7 @@ class Submission(Base):
     # on the mail itself (accepted / incomplete / invalid / ignored) and decides the reply.
     status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
     content_status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
-    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), index=True)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     reply: Mapped[ReplyKind] = mapped_column(_enum(ReplyKind), default=ReplyKind.NONE)
     reply_suppressed: Mapped[str | None] = mapped_column(String(64))  # why no reply

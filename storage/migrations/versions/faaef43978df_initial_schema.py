@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: b2523eeaec13
+Revision ID: faaef43978df
 Revises: 
-Create Date: 2026-11-25 13:53:48.801659
+Create Date: 2026-11-25 15:02:34.801825
 
 """
 from typing import Sequence, Union
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'b2523eeaec13'
+revision: str = 'faaef43978df'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -96,6 +96,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('message_pk', name=op.f('uq_submissions_message_pk'))
     )
     with op.batch_alter_table('submissions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_submissions_superseded_by_id'), ['superseded_by_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_submissions_unit'), ['unit'], unique=False)
 
     op.create_table('files',
@@ -219,6 +220,7 @@ def downgrade() -> None:
     op.drop_table('files')
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_submissions_unit'))
+        batch_op.drop_index(batch_op.f('ix_submissions_superseded_by_id'))
 
     op.drop_table('submissions')
     with op.batch_alter_table('messages', schema=None) as batch_op:
