@@ -29,11 +29,8 @@ RECYCLE_AFTER = 500
 
 
 def _serve(conn: Connection, memory_bytes: int) -> None:
-    import cv2
-
     from parsers.dispatch import parse_file
 
-    cv2.setNumThreads(1)  # parsers already run one process per core; threads only add arenas
     if memory_bytes:
         # The limit is on growth: a fork starts with its parent's whole address space,
         # which in a long-lived process (or a test run) may already be large.
