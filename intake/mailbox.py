@@ -166,12 +166,6 @@ def move(mailbox: BaseMailBox, uid: int, destination: str) -> None:
     mailbox.move(str(uid), destination)
 
 
-def idle_wait(mailbox: BaseMailBox, seconds: float) -> bool:
-    """Block in IDLE until the server reports new mail or the timeout passes."""
-    responses = mailbox.idle.wait(timeout=seconds)
-    return any(b"EXISTS" in line or b"RECENT" in line for line in responses)
-
-
 def server_closed(mailbox: BaseMailBox) -> bool:
     """True once the server has closed the connection. imap_tools' IDLE poll reads EOF as
     "no news", so a dropped connection would otherwise pass for a quiet mailbox until the

@@ -21,7 +21,6 @@ from email.message import Message
 from email.policy import Compat32
 from html.parser import HTMLParser
 
-from parsers.filetypes import extension
 
 GB_ALIASES = {"gb2312", "gbk", "x-gbk", "cp936", "ms936", "gb_2312-80", "euc-cn", "csgb2312", "x-euc-cn", "chinese", "936"}
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
@@ -308,7 +307,3 @@ def html_to_text(html: str) -> str:
     extractor = _TextExtractor()
     extractor.feed(html[:200_000])
     return re.sub(r"\n\s*\n+", "\n", "".join(extractor.chunks)).strip()
-
-
-def attachment_extension(attachment: Attachment) -> str:
-    return extension(attachment.name)

@@ -290,8 +290,9 @@ def _store(
             settle_current(session, submission)
         else:
             done = completeness(reports)
+            written_units = sheet_units(reports)
             match = app.registry.match(
-                sender=mail.from_address, sheet_units=sheet_units(reports), subject=mail.subject, body=mail.body_text
+                sender=mail.from_address, sheet_units=written_units, subject=mail.subject, body=mail.body_text
             )
             problems = [*unpack_problems, *(p for r in reports for p in r.problems), *cross_check(reports)]
             problems += [*done.problems, *match.problems]
@@ -302,7 +303,7 @@ def _store(
             _fill(submission, status=status, late=late, reply=reply, suppressed=reason)
             submission.unit = match.unit.name if match.unit else None
             submission.unit_source = match.source
-            submission.sheet_unit = (sheet_units(reports) or [None])[0]
+            submission.sheet_unit = (written_units or [None])[0]
             submission.has_pdf, submission.has_editable = done.has_pdf, done.has_editable
             submission.seal = seal_verdict(reports)
             submission.ocr_pending = settings.parsing.ocr and any(
