@@ -93,6 +93,28 @@ class ReplyKind(StrEnum):
     NONE = "none"
 
 
+class Trust(StrEnum):
+    """How far a submission's unit can be believed (intake.trust.trust_level is the rule)."""
+
+    VERIFIED = "verified"  # a registered address or domain, and authentication passed
+    REGISTERED = "registered"  # a registered address, nothing checked either way
+    CLAIMED = "claimed"  # unit named only by the mail's text, or a registered address failed authentication
+    UNKNOWN = "unknown"  # no unit
+
+
+class Confirmation(StrEnum):
+    """Staff's word on a claimed submission: it waits (待确认) until confirmed or rejected."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+class ReplyForm(StrEnum):
+    FULL = "full"  # to a registered address: everything about the submission
+    SHORT = "short"  # to anyone else: a fixed text that quotes nothing they wrote
+
+
 class OutboxState(StrEnum):
     PENDING = "pending"
     SENDING = "sending"  # handed to SMTP; must be checked against Sent before a resend
@@ -181,6 +203,13 @@ class Submission(Base):
     ocr_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     assigned_by: Mapped[str | None] = mapped_column(String(255))
     assigned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    trust: Mapped[Trust] = mapped_column(_enum(Trust), default=Trust.UNKNOWN)
+    # Set while a claimed submission waits for staff; it never supersedes a trusted one
+    # on its own (intake.tracking).
+    confirmation: Mapped[Confirmation | None] = mapped_column(_enum(Confirmation))
+    confirmed_by: Mapped[str | None] = mapped_column(String(255))
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reply_form: Mapped[ReplyForm | None] = mapped_column(_enum(ReplyForm))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     message: Mapped[Message] = relationship(back_populates="submission")
     files: Mapped[list[StoredFile]] = relationship(
@@ -277,6 +306,8 @@ class OutboxItem(Base):
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[OutboxState] = mapped_column(_enum(OutboxState), default=OutboxState.PENDING)
+    # 0 = to a registered address: sent first, never behind replies to strangers.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
