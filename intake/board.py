@@ -17,7 +17,8 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, UnitKind
-from intake.tracking import current_submissions, unmatched_submissions
+from intake.tracking import current_submissions, pending_confirmations, unmatched_submissions
+from intake.trust import awaits_staff
 from storage.models import Submission, SubmissionStatus
 
 
@@ -75,6 +76,20 @@ class BoardRow:
     problems: int = 0
     form1_rows: int = 0
     form2_rows: int = 0
+    trust: str | None = None  # intake.trust level of the current submission
+    awaiting: bool = False  # the current submission is a claim staff have not confirmed (待确认)
+
+
+@dataclass
+class PendingRow:
+    """A claimed submission waiting for staff to confirm or reject it."""
+
+    submission_id: int
+    unit: str
+    sender: str | None
+    source: str | None  # where the unit came from: sheet / subject / body / sender (failed checks)
+    arrived_at: datetime
+    current: bool  # standing in as the unit's record (the unit has nothing trusted)
 
 
 @dataclass
@@ -100,6 +115,7 @@ class Board:
     by_form: dict[int, FormCount]
     unmatched: list[UnmatchedRow]
     timezone: ZoneInfo
+    pending: list[PendingRow] = field(default_factory=list)
     campaign: str = ""
     # The current submissions behind the rows, for the digest and workbook (not exported).
     current: dict[str, Submission] = field(default_factory=dict, repr=False)
@@ -124,6 +140,8 @@ def build_board(session: Session, settings: Settings) -> Board:
             row.problems = len(submission.problems)
             row.form1_rows = len(submission.form1_rows)
             row.form2_rows = len(submission.form2_rows)
+            row.trust = submission.trust.value
+            row.awaiting = awaits_staff(submission)
             for number, count in ((1, row.form1_rows), (2, row.form2_rows)):
                 by_form[number].units += count > 0
                 by_form[number].rows += count
@@ -135,12 +153,19 @@ def build_board(session: Session, settings: Settings) -> Board:
         for s in unmatched_submissions(session)
     ]
     registered = {unit.name for unit in settings.units}
+    standing = {s.id for s in current.values()}
+    pending = [
+        PendingRow(s.id, s.unit, s.message.from_address, s.unit_source, s.message.arrived_at, s.id in standing)
+        for s in pending_confirmations(session)
+        if s.unit is not None
+    ]
     return Board(
         rows=rows,
         counts=counts,
         by_kind=by_kind,
         by_form=by_form,
         unmatched=unmatched,
+        pending=pending,
         timezone=ZoneInfo(settings.digest.timezone),
         campaign=settings.campaign.name,
         current={name: s for name, s in current.items() if name in registered},
@@ -166,6 +191,8 @@ def board_as_dict(board: Board) -> dict:
                 "problems": row.problems,
                 "form1_rows": row.form1_rows,
                 "form2_rows": row.form2_rows,
+                "trust": row.trust,
+                "awaiting_confirmation": row.awaiting,
             }
             for row in board.rows
         ],
@@ -182,6 +209,17 @@ def board_as_dict(board: Board) -> dict:
             }
             for u in board.unmatched
         ],
+        "pending_confirmation": [
+            {
+                "submission_id": p.submission_id,
+                "unit": p.unit,
+                "sender": p.sender,
+                "unit_source": p.source,
+                "arrived_at": iso(p.arrived_at),
+                "current": p.current,
+            }
+            for p in board.pending
+        ],
     }
 
 
@@ -195,7 +233,7 @@ def render_board(board: Board, console: Console) -> None:
         table.add_row(
             escape(row.name),
             KIND_LABELS[row.kind],
-            f"[{colour}]{STATE_LABELS[row.state]}[/]",
+            f"[{colour}]{STATE_LABELS[row.state]}[/]" + (" [bold magenta]待确认[/]" if row.awaiting else ""),
             local_time(row.arrived_at, board.timezone),
             str(row.problems) if row.submission_id else "",
         )
@@ -212,6 +250,14 @@ def render_board(board: Board, console: Console) -> None:
             console.print(f"  {KIND_LABELS[kind]}：已受理 {done}/{total}，未报送 {states[UnitState.MISSING]}")
     for number, count in board.by_form.items():
         console.print(f"  表{number}：{count.units} 个单位报送 {count.rows} 个项目")
+    if board.pending:
+        console.print(f"[bold magenta]待确认的报送 {len(board.pending)} 份[/]（发件地址不是该单位登记的邮箱或验证未通过；"
+                      "请用 intake confirm / intake reject 处理）：")
+        for p in board.pending:
+            console.print(
+                f"  #{p.submission_id} {local_time(p.arrived_at, board.timezone)} "
+                + escape(f"{p.unit} ← {p.sender or '发件人不明'}")
+            )
     if board.unmatched:
         console.print(f"[bold red]未识别单位的邮件 {len(board.unmatched)} 封[/]（请用 intake assign 指定单位）：")
         for u in board.unmatched:

@@ -63,6 +63,12 @@ def submission_dict(submission: Submission) -> dict[str, Any]:
         ],
         "assigned_by": submission.assigned_by,
         "assigned_at": submission.assigned_at.isoformat() if submission.assigned_at else None,
+        # How far the unit can be believed (intake.trust) and staff's word on a claim.
+        "trust": submission.trust.value,
+        "confirmation": submission.confirmation.value if submission.confirmation else None,
+        "confirmed_by": submission.confirmed_by,
+        "confirmed_at": submission.confirmed_at.isoformat() if submission.confirmed_at else None,
+        "reply_form": submission.reply_form.value if submission.reply_form else None,
     }
 
 

@@ -1,8 +1,14 @@
-"""One current submission per unit: the newest by arrival; older ones stay, superseded.
+"""One current submission per unit: the newest trusted one by arrival; older ones stay, superseded.
 
 The current one is recomputed from the whole history of the unit every time, so the
 result does not depend on the order mails are processed in (a retried older mail that
 is processed after a newer one still ends up superseded).
+
+Only a trusted submission (intake.trust: a registered address, or one staff confirmed)
+replaces another. A claimed one waits for staff (status `held`, 待确认) while the unit
+has a trusted record; when the unit has nothing trusted, the newest claim stands in,
+still marked 待确认, so a unit that did submit from an unregistered address is not shown
+as 未报送.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from intake.registry import UnitRegistry
-from storage.models import Message, Submission, SubmissionStatus
+from intake.trust import awaits_staff, is_trusted
+from storage.models import Confirmation, Message, Submission, SubmissionStatus, Trust
 
 STAFF_SOURCE = "staff"
 
@@ -22,14 +29,30 @@ class TrackingError(Exception):
     """A staff command that cannot be carried out; the message is Chinese, for the terminal."""
 
 
+# Statuses of submissions that are not their unit's record (for "what was current").
+NOT_CURRENT = (
+    SubmissionStatus.SUPERSEDED,
+    SubmissionStatus.IGNORED,
+    SubmissionStatus.UNMATCHED,
+    SubmissionStatus.HELD,
+    SubmissionStatus.REJECTED,
+)
+
+
 def _counts(submission: Submission) -> bool:
-    # Ignored mail (auto-replies, spam) never becomes current and never supersedes.
-    return submission.content_status is not SubmissionStatus.IGNORED
+    # Ignored mail (auto-replies, spam) and what staff rejected never become current
+    # and never supersede.
+    return (
+        submission.content_status is not SubmissionStatus.IGNORED
+        and submission.confirmation is not Confirmation.REJECTED
+    )
 
 
 def _visible_status(submission: Submission) -> SubmissionStatus:
-    if not _counts(submission):
+    if submission.content_status is SubmissionStatus.IGNORED:
         return SubmissionStatus.IGNORED
+    if submission.confirmation is Confirmation.REJECTED:
+        return SubmissionStatus.REJECTED
     if submission.unit is None:
         return SubmissionStatus.UNMATCHED
     return submission.content_status
@@ -44,14 +67,19 @@ def _history(session: Session, unit: str) -> list[Submission]:
 
 
 def _settle_unit(session: Session, unit: str) -> Submission | None:
-    """Make the newest current and the rest superseded; return the newest."""
+    """Make the newest trusted submission current, older ones superseded and untrusted
+    ones held; with nothing trusted, claims stand among themselves. Returns the current."""
     history = _history(session, unit)
     if not history:
         return None
-    newest = history[-1]
+    chain = [s for s in history if is_trusted(s)] or history
+    for held in (s for s in history if s not in chain):
+        held.status = SubmissionStatus.HELD
+        held.superseded_by_id = None
+    newest = chain[-1]
     # Each older submission points at the one that replaced it (a chain, not all at the
     # newest): a new arrival then changes one row, not the unit's whole history.
-    for older, newer in zip(history, history[1:]):
+    for older, newer in zip(chain, chain[1:]):
         older.status = SubmissionStatus.SUPERSEDED
         older.superseded_by_id = newer.id
     newest.status = _visible_status(newest)
@@ -82,7 +110,7 @@ def settle_current(session: Session, submission: Submission) -> Submission | Non
         select(Submission).where(
             Submission.unit == submission.unit,
             Submission.id != submission.id,
-            Submission.status.not_in((SubmissionStatus.SUPERSEDED, SubmissionStatus.IGNORED)),
+            Submission.status.not_in(NOT_CURRENT),
         )
     ).first()
     newest = _settle_unit(session, submission.unit)
@@ -112,6 +140,50 @@ def assign(
     submission.unit_source = STAFF_SOURCE
     submission.assigned_by = by
     submission.assigned_at = now
+    # A person named the unit: that is a confirmation, though the mail proved nothing.
+    submission.trust = Trust.CLAIMED
+    _decide(submission, Confirmation.CONFIRMED, by=by, now=now)
+    settle_current(session, submission)
+    return submission
+
+
+def _decide(submission: Submission, decision: Confirmation, *, by: str, now: datetime) -> None:
+    submission.confirmation = decision
+    submission.confirmed_by = by
+    submission.confirmed_at = now
+    submission.needs_review = decision is not Confirmation.CONFIRMED and submission.needs_review
+
+
+def _claimed(session: Session, submission_id: int) -> Submission:
+    submission = session.get(Submission, submission_id, options=[joinedload(Submission.message)])
+    if submission is None:
+        raise TrackingError(f"没有编号为 {submission_id} 的报送记录。")
+    if submission.unit is None:
+        raise TrackingError(f"报送记录 {submission_id} 尚未确定单位，请先用 intake assign 指定单位。")
+    if not awaits_staff(submission):
+        state = {Confirmation.CONFIRMED: "已确认", Confirmation.REJECTED: "已驳回"}.get(submission.confirmation)
+        raise TrackingError(
+            f"报送记录 {submission_id} 不需要确认（{state or '发件地址已登记'}）。"
+        )
+    return submission
+
+
+def confirm(session: Session, submission_id: int, *, by: str, now: datetime) -> tuple[Submission, Submission | None]:
+    """Staff confirm a claimed submission is its unit's (`intake confirm`).
+
+    Returns (submission, the record it replaced or None); the caller tells the unit's
+    registered address when a record was replaced.
+    """
+    submission = _claimed(session, submission_id)
+    _decide(submission, Confirmation.CONFIRMED, by=by, now=now)
+    replaced = settle_current(session, submission)
+    return submission, replaced
+
+
+def reject(session: Session, submission_id: int, *, by: str, now: datetime) -> Submission:
+    """Staff reject a claimed submission (`intake reject`): it never counts for the unit."""
+    submission = _claimed(session, submission_id)
+    _decide(submission, Confirmation.REJECTED, by=by, now=now)
     settle_current(session, submission)
     return submission
 
@@ -123,14 +195,24 @@ def current_submissions(session: Session) -> dict[str, Submission]:
         .join(Submission.message)
         .where(
             Submission.unit.is_not(None),
-            Submission.status.not_in(
-                (SubmissionStatus.SUPERSEDED, SubmissionStatus.IGNORED, SubmissionStatus.UNMATCHED)
-            ),
+            Submission.status.not_in(NOT_CURRENT),
         )
         .order_by(Message.arrived_at, Submission.id)
     )
     # Oldest first, so a newer one wins should two ever be current at once.
     return {s.unit: s for s in rows if s.unit is not None}
+
+
+def pending_confirmations(session: Session) -> list[Submission]:
+    """Claimed submissions waiting for staff to confirm or reject, oldest first."""
+    return list(
+        session.scalars(
+            select(Submission)
+            .join(Submission.message)
+            .where(Submission.confirmation == Confirmation.PENDING, Submission.unit.is_not(None))
+            .order_by(Message.arrived_at, Submission.id)
+        )
+    )
 
 
 def unmatched_submissions(session: Session) -> list[Submission]:

@@ -83,6 +83,10 @@ class SubmissionStatus(StrEnum):
     SUPERSEDED = "superseded"
     IGNORED = "ignored"
     UNMATCHED = "unmatched"
+    # A claimed submission (intake.trust) waiting for staff while its unit's trusted
+    # record stands: it changes nothing until confirmed.
+    HELD = "held"
+    REJECTED = "rejected"  # staff said it is not the unit's: it never counts
 
 
 class ReplyKind(StrEnum):
@@ -127,6 +131,7 @@ class OutboxKind(StrEnum):
     REPLY = "reply"
     DIGEST = "digest"
     REMINDER = "reminder"
+    NOTICE = "notice"  # to a unit's registered address: a confirmed claim replaced its record
 
 
 class MailboxCursor(Base):

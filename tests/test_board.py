@@ -12,6 +12,7 @@ from intake.board import Board, UnitState, board_as_dict, build_board, render_bo
 from intake.tracking import settle_current
 from parsers.model import ProblemCode
 from storage.models import SubmissionStatus as S
+from storage.models import Trust
 from tests.support.submissions import add_submission, before_deadline, make_db, make_settings
 
 SETTINGS = make_settings()
@@ -89,6 +90,8 @@ def test_the_dict_form_is_json_with_name_kind_and_state(board: Board) -> None:
         "problems": 0,
         "form1_rows": 0,
         "form2_rows": 4,
+        "trust": "registered",
+        "awaiting_confirmation": False,
     }
     assert data["units"][1]["arrived_at"].startswith("2024-02-25T19:00:00+08:00")
     assert data["counts"]["missing"] == 1
@@ -117,3 +120,16 @@ def test_an_empty_ledger_shows_every_unit_missing(tmp_path: Path) -> None:
         board = build_board(s, SETTINGS)
     assert board.counts[UnitState.MISSING] == len(SETTINGS.units)
     assert board.unmatched == []
+
+
+def test_a_claim_standing_in_for_a_unit_is_marked_awaiting_staff(tmp_path: Path) -> None:
+    db = make_db(tmp_path)
+    with db.session() as s:
+        claim = add_submission(s, unit="济南市总工会", arrived_at=before_deadline(hours=5), trust=Trust.CLAIMED)
+        settle_current(s, claim)
+        board = build_board(s, make_settings())
+        jinan = next(r for r in board.rows if r.name == "济南市总工会")
+        assert (jinan.trust, jinan.awaiting) == ("claimed", True)
+        [pending] = board.pending
+        assert (pending.submission_id, pending.unit, pending.current) == (claim.id, "济南市总工会", True)
+        assert board_as_dict(board)["pending_confirmation"][0]["submission_id"] == claim.id

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from intake.registry import UnitRegistry
-from intake.tracking import TrackingError, assign, current_submissions, settle_current
+from intake.tracking import TrackingError, assign, confirm, current_submissions, reject, settle_current
 from storage.db import Database
-from storage.models import Submission, SubmissionStatus
+from storage.models import Confirmation, Submission, SubmissionStatus, Trust
 from tests.support.submissions import add_submission, before_deadline, make_db, make_settings
 
 S = SubmissionStatus
@@ -25,7 +25,7 @@ def registry() -> UnitRegistry:
     return UnitRegistry.from_settings(make_settings().units)
 
 
-def store(session, **kwargs) -> tuple[Submission, Submission | None]:
+def store(session, **kwargs) -> tuple[Submission, Submission | None]:  # noqa: ANN001
     submission = add_submission(session, **kwargs)
     return submission, settle_current(session, submission)
 
@@ -130,3 +130,54 @@ def test_assign_refuses_ignored_mail(db: Database, registry: UnitRegistry) -> No
         spam, _ = store(s, unit=None, arrived_at=before_deadline(days=1), status=S.IGNORED)
         with pytest.raises(TrackingError, match="忽略"):
             assign(s, spam.id, "济南市总工会", by="wang", now=NOW + timedelta(hours=1), registry=registry)
+
+
+# Trust: a claim never replaces a trusted record by itself (intake.trust).
+
+
+def test_a_claimed_submission_waits_held_while_the_unit_has_a_trusted_record(db: Database) -> None:
+    with db.session() as s:
+        genuine, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
+        claim, replaced = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1), trust=Trust.CLAIMED)
+        assert replaced is None
+        assert genuine.status is S.ACCEPTED
+        assert claim.status is S.HELD
+        assert current_submissions(s)["济南市总工会"] is genuine
+
+
+def test_a_claim_stands_in_when_the_unit_has_nothing_else_and_still_awaits_staff(db: Database) -> None:
+    with db.session() as s:
+        claim, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2), trust=Trust.CLAIMED)
+        assert current_submissions(s)["济南市总工会"] is claim
+        assert claim.confirmation is Confirmation.PENDING
+        # The unit's own mail then takes over and the claim goes back to waiting.
+        genuine, replaced = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        assert replaced is claim
+        assert claim.status is S.HELD
+        assert current_submissions(s)["济南市总工会"] is genuine
+
+
+def test_confirming_a_newer_claim_makes_it_current_and_names_the_record_it_replaced(db: Database) -> None:
+    with db.session() as s:
+        genuine, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
+        claim, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1), trust=Trust.CLAIMED)
+        confirmed, replaced = confirm(s, claim.id, by="王芳", now=NOW)
+        assert replaced is genuine
+        assert (confirmed.confirmation, confirmed.confirmed_by, confirmed.confirmed_at) == (Confirmation.CONFIRMED, "王芳", NOW)
+        assert genuine.status is S.SUPERSEDED
+        assert current_submissions(s)["济南市总工会"] is claim
+
+
+def test_rejecting_a_standing_claim_leaves_the_unit_without_a_record(db: Database) -> None:
+    with db.session() as s:
+        claim, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2), trust=Trust.CLAIMED)
+        rejected = reject(s, claim.id, by="王芳", now=NOW)
+        assert rejected.status is S.REJECTED
+        assert "济南市总工会" not in current_submissions(s)
+
+
+def test_confirm_refuses_a_submission_that_needs_no_confirmation(db: Database) -> None:
+    with db.session() as s:
+        genuine, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
+        with pytest.raises(TrackingError, match="不需要确认"):
+            confirm(s, genuine.id, by="王芳", now=NOW)

@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 from config.settings import Settings, settings_from_dict
 from parsers.model import severity_of, ProblemCode
 from storage.db import Database
-from storage.models import Form1Record, Form2Record, Message, ProblemRecord, Submission, SubmissionStatus
+from storage.models import (
+    Confirmation,
+    Form1Record,
+    Form2Record,
+    Message,
+    ProblemRecord,
+    Submission,
+    SubmissionStatus,
+    Trust,
+)
 
 DEADLINE = datetime(2024, 2, 25, 9, 0, tzinfo=UTC)  # 17:00 Beijing time
 UNITS = [
@@ -87,8 +96,13 @@ def add_submission(
     problems: Iterable[tuple[ProblemCode, str, str | None, str | None]] = (),
     form1: int = 0,
     form2: int = 0,
+    trust: Trust | None = None,
 ) -> Submission:
-    """One processed mail and its submission, as the pipeline would have stored it."""
+    """One processed mail and its submission, as the pipeline would have stored it.
+
+    trust defaults to what a registered sender earns (or unknown without a unit); a
+    claimed one waits for staff, as the pipeline leaves it."""
+    trust = trust or (Trust.REGISTERED if unit else Trust.UNKNOWN)
     digest = hashlib.sha256(f"{unit}{arrived_at.isoformat()}{sender}{subject}".encode()).hexdigest()
     message = Message(
         account="intake",
@@ -103,7 +117,9 @@ def add_submission(
     submission = Submission(
         message=message,
         unit=unit,
-        unit_source="sender" if unit else None,
+        unit_source=("sender" if trust is not Trust.CLAIMED else "sheet") if unit else None,
+        trust=trust,
+        confirmation=Confirmation.PENDING if trust is Trust.CLAIMED else None,
         sheet_unit=sheet_unit,
         status=visible,
         content_status=status,
