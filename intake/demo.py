@@ -51,10 +51,34 @@ def write_maildir(root: Path, samples: list) -> None:
         os.utime(path, (stamp, stamp))  # a Maildir file's mtime is its arrival time
 
 
-def run_demo(directory: Path, console: Console) -> None:
+# Left in every folder the demo makes: the only proof that wiping the folder is ours to do.
+DEMO_MARKER = ".intake-demo"
+
+
+class DemoError(Exception):
+    """The demo cannot use the folder it was given; the message is one Chinese line."""
+
+
+def prepare_folder(directory: Path) -> None:
+    """Start from an empty folder: wipe one the demo made before, refuse anything else.
+
+    `--dir .` or a folder holding a real intake.toml and database must never be deleted.
+    """
+    if directory.is_symlink():
+        raise DemoError(f"演示目录 {directory} 是符号链接，为安全起见不使用；请换一个新目录。")
     if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+        if not directory.is_dir():
+            raise DemoError(f"{directory} 已存在且不是目录；请换一个新目录。")
+        if (directory / DEMO_MARKER).is_file():
+            shutil.rmtree(directory)
+        elif any(directory.iterdir()):
+            raise DemoError(f"目录 {directory} 已存在且不是演示目录（里面有其他文件），不会清空它；请换一个新目录，例如 --dir demo。")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / DEMO_MARKER).write_text("intake demo: this folder is recreated by each `intake demo`\n", encoding="utf-8")
+
+
+def run_demo(directory: Path, console: Console) -> None:
+    prepare_folder(directory)
     config_path = directory / "intake.toml"
     config_path.write_text(tomli_w.dumps(demo_config(directory)), encoding="utf-8")
     settings = load_settings(config_path)
