@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, UnitKind
+from intake.decide import is_late
 from intake.tracking import current_submissions, pending_confirmations, unmatched_submissions
 from intake.trust import awaits_staff
 from storage.models import Submission, SubmissionStatus
@@ -61,8 +62,11 @@ def state_for(verdict: SubmissionStatus, late: bool) -> UnitState:
     return UnitState.INVALID
 
 
-def state_of(submission: Submission | None) -> UnitState:
-    return UnitState.MISSING if submission is None else state_for(submission.status, submission.late)
+def state_of(submission: Submission | None, deadline: datetime) -> UnitState:
+    """The unit's state; lateness against today's deadline, so an extension shows at once."""
+    if submission is None:
+        return UnitState.MISSING
+    return state_for(submission.status, is_late(submission.message.arrived_at, deadline))
 
 
 @dataclass
@@ -132,11 +136,11 @@ def build_board(session: Session, settings: Settings) -> Board:
     by_form = {1: FormCount(), 2: FormCount()}
     for unit in settings.units:
         submission = current.get(unit.name)
-        row = BoardRow(unit.name, unit.kind, state_of(submission))
+        row = BoardRow(unit.name, unit.kind, state_of(submission, settings.campaign.deadline))
         if submission is not None:
             row.submission_id = submission.id
             row.arrived_at = submission.message.arrived_at
-            row.late = submission.late
+            row.late = is_late(submission.message.arrived_at, settings.campaign.deadline)
             row.problems = len(submission.problems)
             row.form1_rows = len(submission.form1_rows)
             row.form2_rows = len(submission.form2_rows)

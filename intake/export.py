@@ -5,6 +5,7 @@ Field names here are a promise to whoever reads the export; add fields, never re
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from config.settings import Settings
 from intake.board import board_as_dict, build_board
+from intake.decide import is_late
 from parsers.forms import FORM1, FORM2
 from storage.models import Message, Submission
 
@@ -23,7 +25,7 @@ def _number(value: Decimal | int | None) -> float | int | None:
     return value
 
 
-def submission_dict(submission: Submission) -> dict[str, Any]:
+def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any]:
     message: Message = submission.message
     return {
         "id": submission.id,
@@ -33,7 +35,8 @@ def submission_dict(submission: Submission) -> dict[str, Any]:
         "sender_name": message.from_name,
         "subject": message.subject,
         "received_at": message.arrived_at.isoformat(),
-        "late": submission.late,
+        # Against today's deadline (an extension shows at once); the reply sent keeps its kind.
+        "late": is_late(message.arrived_at, deadline),
         "status": submission.status.value,
         "content_status": submission.content_status.value,
         "reply": submission.reply.value,
@@ -87,7 +90,7 @@ def export_document(session: Session, settings: Settings) -> dict[str, Any]:
     board = board_as_dict(build_board(session, settings))
     return {
         "campaign": {"name": settings.campaign.name, "deadline": settings.campaign.deadline.isoformat()},
-        "submissions": [submission_dict(s) for s in submissions],
+        "submissions": [submission_dict(s, settings.campaign.deadline) for s in submissions],
         "units": board["units"],
         "counts": board["counts"],
     }

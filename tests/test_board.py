@@ -133,3 +133,24 @@ def test_a_claim_standing_in_for_a_unit_is_marked_awaiting_staff(tmp_path: Path)
         [pending] = board.pending
         assert (pending.submission_id, pending.unit, pending.current) == (claim.id, "济南市总工会", True)
         assert board_as_dict(board)["pending_confirmation"][0]["submission_id"] == claim.id
+
+
+def test_an_extended_deadline_changes_a_late_units_state_without_a_reprocess(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from intake.export import export_document
+    from notifications.digest import build_digest
+    from tests.support.submissions import DEADLINE
+
+    db = make_db(tmp_path)
+    with db.session() as s:
+        late = add_submission(s, unit="济南市总工会", arrived_at=before_deadline(hours=-3))
+        settle_current(s, late)
+        assert build_board(s, SETTINGS).rows[0].state is UnitState.ACCEPTED_LATE
+        extended = make_settings(campaign={"name": SETTINGS.campaign.name, "deadline": (DEADLINE + timedelta(days=2)).isoformat()})
+        board = build_board(s, extended)
+        assert (board.rows[0].state, board.rows[0].late) == (UnitState.ACCEPTED, False)
+        assert export_document(s, extended)["submissions"][0]["late"] is False
+        digest = build_digest(s, extended, now=DEADLINE, since=None)
+        assert "逾期报送" not in digest.text
+        assert late.late is True  # the verdict the reply was sent on stays as it was

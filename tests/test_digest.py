@@ -28,12 +28,12 @@ def warning(code: P, text: str) -> tuple[P, str, str, None]:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Database:
-    """济南 accepted (old mail before SINCE), 青岛 invalid + late, 教育 with every warning, one unmatched."""
+    """济南 accepted (old mail before SINCE), 青岛 invalid, 教育 with every warning, one unmatched."""
     db = make_db(tmp_path_factory.mktemp("digest"))
     with db.session() as s:
         for unit, status, when, extra in [
             ("济南市总工会", S.ACCEPTED, before_deadline(days=4), {"form1": 2, "form2": 1}),
-            ("青岛市总工会", S.INVALID, before_deadline(days=2, hours=5), {"late": True, "form1": 1, "problems": [
+            ("青岛市总工会", S.INVALID, before_deadline(days=2, hours=5), {"form1": 1, "problems": [
                 (P.NON_NUMERIC, "青岛.xlsx 第5行「预计参赛企业数」应填数字", "青岛.xlsx", "Sheet1!C5")]}),
             ("山东省教育工会", S.ACCEPTED, before_deadline(days=2, hours=6), {"form2": 3, "problems": [
                 warning(P.SEAL_NOT_FOUND, "汇总表.pdf 未见公章"),
@@ -71,7 +71,7 @@ def test_time_left_reads_in_days_and_hours_and_says_when_it_is_over(left: timede
 
 
 def test_the_subject_gives_the_date_progress_and_pending_work(digest) -> None:
-    assert digest.subject == "【每日汇总】2024年劳动竞赛项目申报 2月23日：已受理 2/5，未报送 2，待处理 9 项"
+    assert digest.subject == "【每日汇总】2024年劳动竞赛项目申报 2月23日：已受理 2/5，未报送 2，待处理 8 项"
 
 
 def test_it_lists_only_what_arrived_since_the_last_digest(digest) -> None:
@@ -91,7 +91,6 @@ def test_it_lists_only_what_arrived_since_the_last_digest(digest) -> None:
         ("PDF 与 Excel 不一致", "山东省教育工会：汇总表.pdf 与 Excel 合计不一致"),
         ("单位不一致", "但表格汇总单位为「青岛市总工会」"),
         ("发件人未验证", "山东省教育工会：发件人未通过 DKIM 验证"),
-        ("逾期报送", "青岛市总工会：2024-02-23 12:00 到达"),
         ("发送失败的邮件", "gone@qd.gov.cn：【需修改】（550 no such user）"),
         ("无法处理的邮件", "broken@x.cn：坏邮件"),
     ],
@@ -179,3 +178,12 @@ def test_the_next_digest_covers_the_time_since_the_last_one(tmp_path: Path) -> N
 def test_queue_digest_does_nothing_without_recipients(tmp_path: Path) -> None:
     with make_db(tmp_path).session() as s:
         assert queue_digest(s, make_settings(digest={"recipients": []}), now=NOW) is None
+
+
+def test_a_late_arrival_is_listed_for_a_decision_after_the_deadline(tmp_path: Path) -> None:
+    db = make_db(tmp_path)
+    with db.session() as s:
+        settle_current(s, add_submission(s, unit="青岛市总工会", arrived_at=before_deadline(hours=-3)))
+        digest = build_digest(s, SETTINGS, now=before_deadline(hours=-5), since=None)
+    section = digest.text.split("二、需要人工处理")[1].split("三、")[0]
+    assert "逾期报送" in section and "青岛市总工会：2024-02-25 20:00 到达" in section
