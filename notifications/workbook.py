@@ -8,6 +8,10 @@ Rows of unmatched submissions are left out of the form sheets: until staff name 
 unit, nobody can say whose projects they are. They are listed in 问题清单 instead.
 Rows of a current submission that is not (yet) accepted are included, with the state
 after the unit name and a tinted 报送单位 cell, so the totals show everything received.
+
+Every value is written through `put`: text is stored as text whatever it starts with, so
+a cell, filename or address a sender wrote as "=HYPERLINK(...)" is shown, never run. The
+合计 SUMs, wrapped in `Formula`, are the only formulas in the book.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import io
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -48,6 +54,33 @@ TITLE_FONT = Font(name="黑体", size=16, bold=True)
 WRAP = Alignment(wrap_text=True, vertical="center")
 CENTRE_WRAP = Alignment(horizontal="center", vertical="center", wrap_text=True)
 MIN_WIDTH, MAX_WIDTH, HEADER_WIDTH = 8, 40, 14
+UNSHOWABLE = "\ufffd"  # stands in for a control character a worksheet cannot store
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A formula this module wrote (the 合计 SUMs): the only kind of cell `put` makes live."""
+
+    text: str
+
+
+def put(cell: Cell, value: object) -> Cell:
+    """Write one value into a cell as data; every cell of the workbook goes through here.
+
+    openpyxl makes any str starting with "=" a formula and "#N/A"-like strs error cells;
+    forcing the text type stores them as inline strings, shown exactly as written. Control
+    characters XML cannot hold (a CSV cell may carry them) become U+FFFD instead of making
+    openpyxl refuse the whole workbook. Numbers, dates and None keep their own types.
+    """
+    if isinstance(value, Formula):
+        cell.value = value.text
+        return cell
+    if isinstance(value, str):
+        cell.value = ILLEGAL_CHARACTERS_RE.sub(UNSHOWABLE, value)
+        cell.data_type = "s"
+    else:
+        cell.value = value
+    return cell
 
 
 def display_width(value: object) -> int:
@@ -80,15 +113,15 @@ def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: da
     columns = spec.columns
     last = len(columns) + 1
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=last)
-    ws.cell(1, 1, title).font = TITLE_FONT
-    ws.cell(1, 1).alignment = Alignment(horizontal="center", vertical="center")
+    title_cell = put(ws.cell(1, 1), title)
+    title_cell.font, title_cell.alignment = TITLE_FONT, Alignment(horizontal="center", vertical="center")
     ws.row_dimensions[1].height = 36
     half = last // 2
     ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=half)
     ws.merge_cells(start_row=2, start_column=half + 1, end_row=2, end_column=last)
-    ws.cell(2, 1, f"{UNIT_LABEL}：").font = BODY_FONT
+    put(ws.cell(2, 1), f"{UNIT_LABEL}：").font = BODY_FONT
     local = now.astimezone(board.timezone)
-    date_cell = ws.cell(2, half + 1, f"{DATE_LABEL}：{local.year}年{local.month}月{local.day}日")
+    date_cell = put(ws.cell(2, half + 1), f"{DATE_LABEL}：{local.year}年{local.month}月{local.day}日")
     date_cell.font = BODY_FONT
     date_cell.alignment = Alignment(horizontal="right")
 
@@ -116,7 +149,7 @@ def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: da
             totals.append(None)
         elif row_no > HEADER_ROW:
             letter = get_column_letter(index)
-            totals.append(f"=SUM({letter}{HEADER_ROW + 1}:{letter}{row_no})")
+            totals.append(Formula(f"=SUM({letter}{HEADER_ROW + 1}:{letter}{row_no})"))
         else:
             totals.append(0)
     _body_row(ws, total_row, totals, [None, *(NUMBER_FORMATS.get(c.type) for c in columns)], font=BOLD_FONT)
@@ -182,7 +215,7 @@ def _table_sheet(ws: Worksheet, headers: list[str], rows: list[list[object]]) ->
 
 def _header(ws: Worksheet, labels: list[str], row: int = HEADER_ROW) -> None:
     for col, label in enumerate(labels, 1):
-        cell = ws.cell(row, col, label)
+        cell = put(ws.cell(row, col), label)
         cell.font, cell.alignment, cell.border, cell.fill = BOLD_FONT, CENTRE_WRAP, BORDER, HEADER_FILL
     ws.row_dimensions[row].height = 45
 
@@ -195,7 +228,7 @@ def _body_row(
     font: Font = BODY_FONT,
 ) -> None:
     for col, value in enumerate(values, 1):
-        cell = ws.cell(row, col, value)
+        cell = put(ws.cell(row, col), value)
         cell.font, cell.alignment, cell.border = font, WRAP, BORDER
         number_format = formats[col - 1] if col <= len(formats) else None
         if number_format:
