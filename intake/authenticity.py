@@ -8,10 +8,11 @@ Anyone can write 济南市总工会's address into From. Two sources of evidence
   trusted header wins over a lower one a sender may have planted with the same id.
 - DKIM signatures we verify ourselves with dkimpy (needs DNS; optional).
 
-The From is verified by DMARC pass for the From's domain, or by a DKIM pass whose d= is
-aligned with it (same organisational domain per the Public Suffix List, so mail.163.com
-aligns with 163.com but qingdao.gov.cn does not align with jinan.gov.cn). SPF alone never
-verifies From: it authenticates the envelope sender, which the sender chooses.
+The From is verified by a DMARC pass whose header.from names the From's domain, or by a
+DKIM pass whose d= is aligned with it (same organisational domain per the Public Suffix
+List, so mail.163.com aligns with 163.com but qingdao.gov.cn does not align with
+jinan.gov.cn). SPF alone never verifies From: it authenticates the envelope sender, which
+the sender chooses. At most MAX_SIGNATURES DKIM signatures are checked, aligned ones first.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from itertools import islice
 
 import authres
 import dkim
 from publicsuffixlist import PublicSuffixList
 
+from intake.mime import FROM_MISSING, FROM_MULTIPLE, ParsedMail
 from parsers.model import Problem, ProblemCode
 
 AUTH_RESULTS = "Authentication-Results"
+# authres parses a header in super-linear time (one 3.4 MB header took 530 s). Our own
+# server's headers are the topmost few and short, so only the first MAX_AUTH_RESULTS are
+# read and a longer one than MAX_AUTH_RESULTS_CHARS is ignored as malformed.
+MAX_AUTH_RESULTS = 20
+MAX_AUTH_RESULTS_CHARS = 4_000
 SOURCE_HEADER = "authentication-results"
 SOURCE_DKIM = "dkim"
 SOURCE_NONE = "none"
@@ -104,7 +112,9 @@ def _trusted_evidence(raw: bytes, trusted_ids: Collection[str]) -> _Evidence:
     trusted = {authserv_id.lower() for authserv_id in trusted_ids}
     evidence = _Evidence()
     taken: set[str] = set()  # methods already answered by a header higher up
-    for value in _header_values(raw, AUTH_RESULTS):
+    for value in islice(_header_values(raw, AUTH_RESULTS), MAX_AUTH_RESULTS):
+        if len(value) > MAX_AUTH_RESULTS_CHARS:
+            continue
         try:
             header = authres.AuthenticationResultsHeader.parse_value(value)
         except Exception:  # noqa: BLE001 - malformed headers are ignored, never fatal
@@ -142,18 +152,37 @@ def _txt_lookup(resolver: Callable[[str], bytes | None]) -> Callable[..., bytes 
     return dnsfunc
 
 
-def _verify_signatures(raw: bytes, resolver: Callable[[str], bytes | None] | None) -> tuple[str, list[str]]:
+# Each signature costs a DNS lookup and an RSA check; a mail may carry hundreds.
+MAX_SIGNATURES = 3
+
+
+def _signature_order(checker: dkim.DKIM, from_domain: str | None) -> list[int]:
+    """Indexes of the signatures worth checking: those whose d= aligns with From first,
+    at most MAX_SIGNATURES in all."""
+    signatures = [value for name, value in checker.headers if name.lower() == b"dkim-signature"]
+    aligned_first: list[int] = []
+    others: list[int] = []
+    for idx, value in enumerate(signatures):
+        match = re.search(rb"(?:^|;)\s*d\s*=\s*([^;\s]+)", value)
+        signer = match.group(1).decode("ascii", "replace") if match else ""
+        ok = from_domain is not None and signer and aligned(signer, from_domain)
+        (aligned_first if ok else others).append(idx)
+    return (aligned_first + others)[:MAX_SIGNATURES]
+
+
+def _verify_signatures(
+    raw: bytes, resolver: Callable[[str], bytes | None] | None, from_domain: str | None
+) -> tuple[str, list[str]]:
     """("none" | "pass" | "fail", d= of each signature that verifies and covers From)."""
     dnsfunc = _txt_lookup(resolver) if resolver is not None else dkim.get_txt
-    count = len(_header_values(raw, "DKIM-Signature"))
-    if not count:
+    if not _header_values(raw, "DKIM-Signature"):
         return "none", []
     try:
         checker = dkim.DKIM(raw)
     except Exception:  # noqa: BLE001 - an unparseable message has no valid signature
         return "fail", []
     passes: list[str] = []
-    for idx in range(count):
+    for idx in _signature_order(checker, from_domain):
         try:
             ok = checker.verify(idx, dnsfunc=dnsfunc)
         except Exception:  # noqa: BLE001 - dkimpy raises for bad keys, tags and DNS
@@ -183,15 +212,18 @@ def check_sender(
         return AuthVerdict(verified=None)
     from_domain = domain_of(from_address)
     evidence = _trusted_evidence(raw, trusted_authserv_ids) if trusted_authserv_ids else _Evidence()
-    own_result, own_passes = _verify_signatures(raw, dns_resolver) if verify_dkim else (None, [])
+    own_result, own_passes = _verify_signatures(raw, dns_resolver, from_domain) if verify_dkim else (None, [])
 
     def aligned_with_from(domain: str) -> bool:
         return from_domain is not None and aligned(domain, from_domain)
 
+    # A dmarc=pass vouches for the domain it names in header.from; without that name it
+    # may be about another From than the one we read, so it proves nothing.
     dmarc_ok = (
         evidence.dmarc == "pass"
         and from_domain is not None
-        and (evidence.dmarc_from is None or evidence.dmarc_from.lower() == from_domain)
+        and evidence.dmarc_from is not None
+        and evidence.dmarc_from.strip().rstrip(".").lower() == from_domain
     )
     header_ok = dmarc_ok or any(aligned_with_from(d) for d in evidence.dkim_passes)
     own_ok = any(aligned_with_from(d) for d in own_passes)
@@ -229,4 +261,22 @@ def sender_problem(verdict: AuthVerdict, from_address: str | None) -> Problem | 
         code=ProblemCode.SENDER_UNVERIFIED,
         message=f"{sender}未通过验证（SPF/DKIM/DMARC）：{detail}。"
         "发件人地址可被伪造，请核实该邮件确由该单位发出。",
+    )
+
+
+_FROM_PROBLEMS = {
+    FROM_MISSING: "邮件没有发件人（From）地址",
+    FROM_MULTIPLE: "邮件的发件人（From）有多个地址",
+}
+
+
+def sender_header_problem(mail: ParsedMail) -> Problem | None:
+    """The staff-facing warning for a From that names no single usable address; such a
+    mail is matched to no unit by its sender and never answered."""
+    if mail.from_problem is None:
+        return None
+    what = _FROM_PROBLEMS.get(mail.from_problem, "邮件的发件人（From）无法解析为一个有效地址")
+    return Problem(
+        code=ProblemCode.SENDER_AMBIGUOUS,
+        message=f"{what}，无法确认发件人，未按发件人识别单位，也不会自动回复。请核实该邮件由哪个单位发出。",
     )

@@ -5,6 +5,10 @@ Outlook and 163 webmail use RFC 2231, some clients send raw 8-bit GBK. Labels su
 gb2312 and gbk are always read as gb18030, their superset: a name with 镕 or 𠮷 in it is
 not gb2312 but is still sent labelled so. We take parameters from the raw header text
 (compat32 keeps undecodable bytes as surrogates) and decode them ourselves.
+
+Every byte is written by a possible attacker: the From address is taken the way servers
+and DMARC take it (never from a decoded display name), header decoding does bounded work
+whatever its size, and text shown to people loses controls and bidi overrides.
 """
 
 from __future__ import annotations
@@ -12,19 +16,21 @@ from __future__ import annotations
 import binascii
 import codecs
 import email
+import email._header_value_parser as address_parser  # the RFC 5322 grammar behind email.headerregistry
+import email.errors
 import email.header
-import email.utils
 import quopri
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import Compat32
 from html.parser import HTMLParser
+from itertools import islice
 
 
 GB_ALIASES = {"gb2312", "gbk", "x-gbk", "cp936", "ms936", "gb_2312-80", "euc-cn", "csgb2312", "x-euc-cn", "chinese", "936"}
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An address we can reply to (the HTML5 pattern): ASCII, no spaces. A From header with
 # raw 8-bit junk in front of the address parses as one long "address" that no SMTP
 # library can write; such a sender is treated as having no usable address.
@@ -38,6 +44,24 @@ BODY_TEXT_LIMIT = 20_000
 MAX_NESTING = 50
 # Parts that are containers or bodies, not files someone attached.
 _BODY_TYPES = {"text/plain", "text/html"}
+# email.header.decode_header is quadratic in the number of encoded-words on one line (a
+# 3.4 MB Subject held a poll for 90 s), so a header is cut before it is decoded: after
+# this many encoded-words or this many characters, and its decoded text after LIMIT.
+MAX_ENCODED_WORDS = 2_000
+_RAW_HEADER_LIMIT = 200_000
+HEADER_TEXT_LIMIT = 10_000
+# A From longer than this is no sender's address: it is not parsed at all.
+_FROM_LIMIT = 4_000
+# The header block is read at most this far (real headers are a few KB; a mail with no
+# blank line would otherwise be "all header" and cost ~8 times its size to parse). The
+# poller reads only this much of an archived mail itself (intake.mailread).
+HEADER_BLOCK_LIMIT = 1024 * 1024
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+# Why a From yields no address we may trust or answer.
+FROM_MISSING = "missing"
+FROM_MULTIPLE = "multiple"
+FROM_UNPARSEABLE = "unparseable"
+_ZERO_WIDTH_JOINER = "\u200d"  # joins emoji and Indic letters; shows nothing by itself
 
 
 class _RawHeaders(Compat32):
@@ -74,34 +98,66 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     return data.decode("gb18030", errors="replace")
 
 
-def decode_header_value(value: str | email.header.Header | None) -> str:
-    """A header as a person would read it: encoded-words and raw 8-bit both decoded."""
+def decode_header_value(value: str | email.header.Header | None, limit: int = HEADER_TEXT_LIMIT) -> str:
+    """A header as a person would read it: encoded-words and raw 8-bit both decoded, on
+    one line, at most `limit` characters; the work is bounded whatever the header holds."""
     if value is None:
         return ""
     if isinstance(value, email.header.Header):
         value = str(value)
+    value = _bounded(value)
     if _has_8bit(value):
         value = decode_bytes(value.encode("utf-8", "surrogateescape"))
     if "=?" not in value:
-        return _clean(value)
-    out = []
+        return _clean(value)[:limit]
     try:
         parts = email.header.decode_header(value)
     except (ValueError, email.errors.HeaderParseError):
-        return _clean(value)
-    for chunk, charset in parts:
-        out.append(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk)
-    return _clean("".join(out))
+        return _clean(value)[:limit]
+    text = "".join(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk for chunk, charset in parts)
+    return _clean(text)[:limit]
+
+
+def _bounded(value: str) -> str:
+    """The header cut after MAX_ENCODED_WORDS encoded-words and _RAW_HEADER_LIMIT characters."""
+    value = value[:_RAW_HEADER_LIMIT]
+    last = None
+    for last in islice(_ENCODED_WORD.finditer(value), MAX_ENCODED_WORDS):
+        pass
+    if last is not None and _ENCODED_WORD.search(value, last.end()):
+        value = value[: last.end()]
+    return value
 
 
 def _clean(text: str) -> str:
     # Folded header lines and stray controls must never reach a reply header or a log.
-    return _CONTROL.sub(" ", text).strip()
+    return display_text(text).strip()
+
+
+def display_text(text: str, control: str = " ") -> str:
+    """Text fit to show a person, the one rule for every name, subject and filename:
+    control characters become `control`; invisible format characters (bidi overrides such
+    as U+202E, which makes "invoice<U+202E>xcod.pdf" read "invoicefdp.docx", isolates,
+    marks, zero-width and tag characters) are removed, except the zero width joiner."""
+    if text.isprintable():
+        return text
+    return "".join(_shown(char, control) for char in text)
+
+
+def _shown(char: str, control: str) -> str:
+    category = unicodedata.category(char)
+    if category in ("Cc", "Zl", "Zp"):
+        return control
+    if category == "Cf":
+        return char if char == _ZERO_WIDTH_JOINER else ""
+    if category == "Cs":  # an undecodable byte kept as a surrogate
+        return "\ufffd"
+    return char
 
 
 def safe_filename(name: str) -> str:
     """A display name only: last path component, no controls. Never used as a path."""
-    name = _CONTROL.sub("", name.replace("\\", "/")).split("/")[-1].strip().strip(".")
+    name = display_text(name, control="").replace("\\", "/").split("/")[-1].strip().strip(".")
     return name[:200] or "未命名附件"
 
 
@@ -138,7 +194,7 @@ class ParsedMail:
     message: Message
     message_id: str | None
     from_name: str
-    from_address: str | None
+    from_address: str | None  # None unless the mail names exactly one usable address
     to: str
     subject: str
     date_header: str | None
@@ -146,6 +202,10 @@ class ParsedMail:
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     too_deep: bool = False  # nested beyond MAX_NESTING: headers only, no parts read
+    # Why there is no from_address: FROM_MISSING, FROM_MULTIPLE or FROM_UNPARSEABLE.
+    from_problem: str | None = None
+    # Every part's content type (only the top-level one when the tree was not read).
+    content_types: set[str] = field(default_factory=set)
 
     @property
     def parts_lost(self) -> bool:
@@ -166,15 +226,16 @@ def parse_mail(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
     if message is None or too_deep:
         # Keep the headers (sender, subject, threading) and drop the tree, so nothing
         # downstream (loop checks, reply threading) walks it and overflows the stack.
-        message = email.message_from_bytes(_header_block(raw), policy=RAW_HEADERS)
+        message = email.message_from_bytes(header_block(raw), policy=RAW_HEADERS)
         message.set_payload("")
-    from_name, from_address = email.utils.parseaddr(decode_header_value(message.get("From")))
+    sender = read_from(message.get_all("From") or [])
     message_id = decode_header_value(message.get("Message-ID")) or None
     parsed = ParsedMail(
         message=message,
         message_id=message_id[:998] if message_id else None,
-        from_name=from_name,
-        from_address=from_address.lower() if from_address and _ADDRESS.fullmatch(from_address) else None,
+        from_name=sender.name,
+        from_address=sender.address,
+        from_problem=sender.problem,
         to=decode_header_value(message.get("To")),
         subject=decode_header_value(message.get("Subject")),
         date_header=decode_header_value(message.get("Date")) or None,
@@ -183,9 +244,77 @@ def parse_mail(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
     )
     if not (too_deep or headers_only):
         _walk(message, parsed, forwarded=False, depth=0)
+    # walk() recurses, but only into a tree already known to nest at most MAX_NESTING deep.
+    parsed.content_types = {part.get_content_type() for part in message.walk()}
     parsed.body_text = parsed.body_text[:BODY_TEXT_LIMIT]
     parsed.defects = [type(d).__name__ for d in getattr(message, "defects", [])]
     return parsed
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str  # decoded display name, for people only
+    address: str | None  # lower-case addr-spec; None when there is not exactly one
+    problem: str | None = None  # FROM_MISSING | FROM_MULTIPLE | FROM_UNPARSEABLE
+
+
+def read_from(values: list[str]) -> Sender:
+    """The From header(s) as sent (8-bit bytes as surrogates), read the way receiving
+    servers and DMARC read them: the address comes from the addr-spec that the RFC 5322
+    grammar finds in the raw header, and the display name is decoded on its own
+    afterwards, so an encoded-word such as =?utf-8?q?jinan=40example=2Ecn?= in front of
+    <attacker@evil.example> is only a name. Several addresses, or junk that makes the
+    address a matter of interpretation, yield no address at all. We read the parse tree
+    that email.headerregistry builds its .addresses from, because its Address objects
+    hide whether the parser skipped junk around the address."""
+    if not values:
+        return Sender("", None, FROM_MISSING)
+    if len(values) > 1:
+        return Sender("", None, FROM_MULTIPLE)
+    value = re.sub(r"\r?\n(?=[ \t])", "", values[0]).strip()  # unfold (RFC 5322 §2.2.3)
+    if not value:
+        return Sender("", None, FROM_MISSING)
+    if len(value) > _FROM_LIMIT:
+        return Sender("", None, FROM_UNPARSEABLE)
+    try:
+        addresses, rest = address_parser.get_address_list(value)
+    except (email.errors.HeaderParseError, RecursionError, IndexError, ValueError):
+        return Sender("", None, FROM_UNPARSEABLE)
+    mailboxes = addresses.all_mailboxes
+    if rest or any(a[0].token_type == "group" for a in addresses.addresses):
+        return Sender("", None, FROM_UNPARSEABLE)
+    if not mailboxes:
+        return Sender("", None, FROM_MISSING)
+    if len(mailboxes) > 1:
+        return Sender("", None, FROM_MULTIPLE)
+    (mailbox,) = mailboxes
+    name = _display_name(mailbox, value)
+    address = mailbox.addr_spec if _unambiguous(mailbox) else None
+    if not address or not _ADDRESS.fullmatch(address):
+        return Sender(name, None, FROM_UNPARSEABLE)
+    return Sender(name, address.lower())
+
+
+def _unambiguous(mailbox: address_parser.TokenList) -> bool:
+    # The parser marks a mailbox invalid for a display name it dislikes (an encoded-word
+    # in quotes, no space before "<") and for text around the address ("a@x <b@y>"):
+    # only the first leaves the address beyond doubt.
+    return mailbox.token_type == "mailbox" or (len(mailbox) == 1 and mailbox[0].token_type == "name-addr")
+
+
+def _display_name(mailbox: address_parser.TokenList, value: str) -> str:
+    """The raw text before the angle-addr, decoded with our charset rules (the parser
+    would read a gb2312 label as strict GB 2312 and lose 镕)."""
+    if mailbox[0].token_type != "name-addr":
+        return ""
+    angle = next((t for t in mailbox[0] if t.token_type == "angle-addr"), None)
+    cut = value.find(str(angle).lstrip()) if angle is not None else -1
+    if cut <= 0:
+        return ""
+    name = decode_header_value(value[:cut], limit=500)
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1]).strip()
+    return name
 
 
 def parse_headers(raw: bytes) -> ParsedMail:
@@ -193,10 +322,12 @@ def parse_headers(raw: bytes) -> ParsedMail:
     return parse_mail(raw, headers_only=True)
 
 
-def _header_block(raw: bytes) -> bytes:
-    # The stdlib parser holds ~8 times a mail's size while it splits the body into lines.
-    end = re.search(rb"\r?\n\r?\n", raw)
-    return raw[: end.end()] if end else raw
+def header_block(raw: bytes) -> bytes:
+    """The mail's header block, at most HEADER_BLOCK_LIMIT bytes: `raw` may be the whole
+    mail or only its start. (The stdlib parser holds ~8 times a mail's size while it
+    splits the body into lines; nothing that needs only headers should pay that.)"""
+    end = _BLANK_LINE.search(raw, 0, HEADER_BLOCK_LIMIT)
+    return raw[: end.end()] if end else raw[:HEADER_BLOCK_LIMIT]
 
 
 def _deeper_than(message: Message, limit: int) -> bool:

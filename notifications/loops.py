@@ -2,18 +2,18 @@
 
 Machines must never answer machines: an auto-reply to an out-of-office, a bounce or a
 mailing list can loop for ever or hit a stranger whose address was forged. Headers
-decide first; the subject heuristics only add to them. The per-recipient daily cap in
-notifications.replies stops whatever slips through.
+decide first; the subject heuristics only add to them. What slips through is bounded in
+notifications.replies: strangers get only a short reply quoting nothing, capped per
+domain and in total per hour, and every address has a daily cap.
 """
 
 from __future__ import annotations
 
 import email.message
-import email.utils
 import re
 from collections.abc import Collection
 
-from intake.mime import decode_header_value
+from intake.mime import decode_header_value, read_from
 
 # Any of these, with any value, marks mail written by a program.
 AUTORESPONDER_HEADERS = ("X-Auto-Response-Suppress", "X-Autoreply", "X-Autorespond", "X-Autoreply-From")
@@ -45,8 +45,12 @@ def _header(msg: email.message.Message, name: str) -> str | None:
     return None if value is None else decode_header_value(value)
 
 
-def _address(value: str | None) -> str:
-    return email.utils.parseaddr(value or "")[1].strip().lower()
+def _from_address(msg: email.message.Message) -> str:
+    # Read as servers read it (the addr-spec, never a decoded display name).
+    try:
+        return (read_from(msg.get_all("From") or []).address or "").lower()
+    except Exception:  # noqa: BLE001 - bad input must not crash the decision
+        return ""
 
 
 def _content_types(msg: email.message.Message) -> set[str]:
@@ -66,7 +70,7 @@ def no_reply_reason(
 ) -> str | None:
     """None when a reply is allowed; else a short machine reason for the ledger."""
     ours = {a.strip().lower() for a in our_addresses if a}
-    from_address = _address(_header(msg, "From"))
+    from_address = _from_address(msg)
     reply_to = (sender or "").strip().lower()
     if not reply_to:
         return "no_sender"

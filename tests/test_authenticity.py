@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -13,7 +14,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config.settings import settings_from_dict
-from intake.authenticity import AuthVerdict, aligned, check_sender, sender_problem
+from intake.authenticity import (
+    MAX_AUTH_RESULTS,
+    MAX_SIGNATURES,
+    AuthVerdict,
+    aligned,
+    check_sender,
+    sender_header_problem,
+    sender_problem,
+)
+from intake.mime import parse_mail
 from parsers.model import ProblemCode, Severity
 
 FROM = "zgh@jinan.gov.cn"
@@ -171,9 +181,15 @@ def test_a_dmarc_pass_for_another_header_from_does_not_verify() -> None:
     assert (verdict.verified, verdict.dmarc) == (False, "pass")
 
 
-def test_a_trusted_dmarc_pass_without_header_from_refers_to_the_mails_own_from() -> None:
+def test_a_trusted_dmarc_pass_without_header_from_is_no_proof() -> None:
+    # It may be about another From than the one we read (two From headers, say).
     verdict = check_headers(mail(headers=ar("mx.163.com", "dmarc=pass (p=none)")))
-    assert (verdict.verified, verdict.dmarc) == (True, "pass")
+    assert (verdict.verified, verdict.dmarc) == (False, "pass")
+
+
+def test_a_dmarc_pass_names_the_from_domain_in_any_case() -> None:
+    verdict = check_headers(mail(headers=ar("mx.163.com", "dmarc=pass header.from=JINAN.GOV.CN")))
+    assert verdict.verified is True
 
 
 def test_spf_pass_alone_does_not_verify_the_from() -> None:
@@ -256,3 +272,61 @@ def test_settings_read_the_authenticity_section() -> None:
     )
     assert settings.authenticity.trusted_authserv_ids == ["mx.163.com"]
     assert settings.authenticity.verify_dkim is True
+
+
+# --- bounded DKIM work and the From header itself --------------------------------------------
+
+
+def counting(dns: dict[str, bytes]) -> tuple[list[str], Callable[[str], bytes | None]]:
+    calls: list[str] = []
+
+    def resolver(name: str) -> bytes | None:
+        calls.append(name)
+        return dns.get(name)
+
+    return calls, resolver
+
+
+def test_a_mail_with_500_signatures_costs_at_most_three_lookups(dns: dict[str, bytes], private_key: bytes) -> None:
+    raw = mail()
+    signature = signed(raw, "attacker.example", private_key)[: -len(raw)]
+    calls, resolver = counting(dns)
+    verdict = check_sender(signature * 500 + raw, from_address=FROM, trusted_authserv_ids=[], verify_dkim=True,
+                           dns_resolver=resolver)
+    assert len(calls) == MAX_SIGNATURES == 3
+    assert verdict.verified is False
+
+
+def test_signatures_aligned_with_from_are_checked_first(dns: dict[str, bytes], private_key: bytes) -> None:
+    raw = mail()
+    others = signed(raw, "attacker.example", private_key)[: -len(raw)] * 5
+    calls, resolver = counting(dns)
+    verdict = check_sender(others + signed(raw, "mail.jinan.gov.cn", private_key), from_address=FROM,
+                           trusted_authserv_ids=[], verify_dkim=True, dns_resolver=resolver)
+    assert calls[0] == "s2024._domainkey.mail.jinan.gov.cn"
+    assert (verdict.verified, verdict.dkim_domains[0]) == (True, "mail.jinan.gov.cn")
+
+
+@pytest.mark.parametrize(("header", "words"), [(b"From: a@x.cn, b@y.cn", "多个地址"), (b"Subject: x", "没有发件人"),
+                                               (b"From: a@x.cn <b@y.cn>", "无法解析")])
+def test_a_from_without_one_usable_address_is_a_staff_warning(header: bytes, words: str) -> None:
+    problem = sender_header_problem(parse_mail(header + b"\r\n\r\nbody"))
+    assert problem is not None and problem.code is ProblemCode.SENDER_AMBIGUOUS
+    assert problem.severity is Severity.WARNING and words in problem.message
+
+
+def test_a_from_with_one_address_has_no_sender_header_problem() -> None:
+    assert sender_header_problem(parse_mail(mail())) is None
+
+
+def test_an_over_long_authentication_results_header_is_ignored_unparsed() -> None:
+    # authres needs minutes for a few MB; no receiving server writes 4,000 characters.
+    padding = "; ".join(["dkim=none header.d=jinan.gov.cn"] * 200)
+    verdict = check_headers(mail(headers=ar("mx.163.com", "dmarc=pass header.from=jinan.gov.cn; " + padding)))
+    assert (verdict.verified, verdict.dmarc) == (False, None)
+
+
+def test_only_the_topmost_authentication_results_headers_are_read() -> None:
+    planted = ar("mx.attacker.example", "dkim=none") * MAX_AUTH_RESULTS
+    verdict = check_headers(mail(headers=planted + ar("mx.163.com", "dmarc=pass header.from=jinan.gov.cn")))
+    assert (verdict.verified, verdict.dmarc) == (False, None)

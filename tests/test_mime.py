@@ -7,7 +7,16 @@ from urllib.parse import quote
 
 import pytest
 
-from intake.mime import decode_header_value, normalize_charset, parse_mail, safe_filename
+from intake.mime import (
+    HEADER_TEXT_LIMIT,
+    MAX_ENCODED_WORDS,
+    ParsedMail,
+    decode_header_value,
+    display_text,
+    normalize_charset,
+    parse_mail,
+    safe_filename,
+)
 
 NAME = "竞赛项目汇总表（重点工程类）镕.xlsx"  # 镕 is GB18030/GBK but not GB2312
 
@@ -87,3 +96,90 @@ def test_a_forwarded_message_is_walked_even_when_its_client_base64_encoded_it() 
              b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(inner) + b"--O--\r\n")
     attachments = parse_mail(outer).attachments
     assert [(a.name, a.data, a.forwarded) for a in attachments] == [("scan.pdf", b"%PDF-1.4", True)]
+
+
+# --- who sent it: From read the way receiving servers read it ------------------------------
+
+
+def from_header(*values: bytes) -> ParsedMail:
+    return parse_mail(b"".join(b"From: " + v + b"\r\n" for v in values) + b"Subject: x\r\n\r\nbody\r\n")
+
+
+def test_an_encoded_word_display_name_never_becomes_the_address() -> None:
+    mail = from_header(b"=?utf-8?q?jinan=40example=2Ecn?= <attacker@evil.example>")
+    assert (mail.from_address, mail.from_name, mail.from_problem) == ("attacker@evil.example", "jinan@example.cn", None)
+
+
+def test_an_encoded_word_that_spells_a_whole_mailbox_is_still_only_a_name() -> None:
+    mail = from_header(b"=?utf-8?q?=E6=B5=8E=E5=8D=97_=3Cjinan=40example.cn=3E?= <attacker@evil.example>")
+    assert (mail.from_address, mail.from_name) == ("attacker@evil.example", "济南 <jinan@example.cn>")
+
+
+def test_a_gb2312_labelled_display_name_keeps_characters_outside_gb2312() -> None:
+    word = base64.b64encode("朱镕基".encode("gb18030"))
+    mail = from_header(b"=?gb2312?B?" + word + b"?= <ZJ@Example.cn>")
+    assert (mail.from_name, mail.from_address) == ("朱镕基", "zj@example.cn")
+
+
+@pytest.mark.parametrize("value", [b"jinan@example.cn", b"<jinan@example.cn>", b"jinan@example.cn (\xe6\xb5\x8e)",
+                                   b'"' + "济南市总工会".encode("gbk") + b'" <jinan@example.cn>'])
+def test_a_single_address_in_any_honest_form_is_read(value: bytes) -> None:
+    mail = from_header(value)
+    assert (mail.from_address, mail.from_problem) == ("jinan@example.cn", None)
+
+
+def test_raw_8bit_junk_in_front_of_a_bare_address_leaves_no_usable_address() -> None:
+    mail = from_header(b"\x8e\xa1\xfe\xfe jinan@example.cn")
+    assert (mail.from_address, mail.from_problem) == (None, "unparseable")
+
+
+@pytest.mark.parametrize("values", [(b"jinan@example.cn, attacker@evil.example",),
+                                    (b"jinan@example.cn", b"attacker@evil.example"),
+                                    (b"=?utf-8?b?5rWO5Y2X?= <jinan@example.cn>, <attacker@evil.example>",)])
+def test_several_from_addresses_yield_none_to_trust_or_answer(values: tuple[bytes, ...]) -> None:
+    mail = from_header(*values)
+    assert (mail.from_address, mail.from_problem) == (None, "multiple")
+
+
+@pytest.mark.parametrize("value", [b"jinan@example.cn <attacker@evil.example>",
+                                   b"<attacker@evil.example> jinan@example.cn",
+                                   b"group: jinan@example.cn;", b"jinan@example.cn\x00", b"\xe6\xb5\x8e@example.cn"])
+def test_a_from_whose_address_is_a_matter_of_interpretation_yields_none(value: bytes) -> None:
+    mail = from_header(value)
+    assert (mail.from_address, mail.from_problem) == (None, "unparseable")
+
+
+def test_a_missing_or_empty_from_is_recorded_as_missing() -> None:
+    assert parse_mail(b"Subject: x\r\n\r\nbody").from_problem == "missing"
+    assert from_header(b"").from_problem == "missing"
+
+
+# --- bounded header decoding and what is shown to people ------------------------------------
+
+
+def test_decoding_stops_after_max_encoded_words() -> None:
+    word = "=?utf-8?b?" + base64.b64encode("长".encode()).decode() + "?="
+    subject = " ".join([word] * 200_000)  # 4.4 MB on one line: quadratic in the stdlib
+    assert decode_header_value(subject) == "长" * MAX_ENCODED_WORDS
+
+
+def test_every_decoded_header_is_cut_to_the_limit() -> None:
+    assert len(decode_header_value("长" * 1_000_000)) == HEADER_TEXT_LIMIT
+    assert decode_header_value("=?utf-8?q?ab?=", limit=1) == "a"
+
+
+def test_bidi_overrides_and_invisible_format_characters_are_never_shown() -> None:
+    hidden = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b\ufeff\U000e0041"
+    assert display_text(f"in{hidden}voice\u202excod.pdf") == "invoicexcod.pdf"
+    assert display_text("👩\u200d💻") == "👩\u200d💻"  # the zero width joiner is kept
+
+
+def test_an_attachment_named_with_a_right_to_left_override_shows_without_it() -> None:
+    header = "Content-Disposition: attachment; filename*=utf-8''" + quote("invoice\u202excod.pdf".encode())
+    assert [a.name for a in parse_mail(one_attachment(header.encode())).attachments] == ["invoicexcod.pdf"]
+
+
+def test_subjects_and_display_names_lose_bidi_overrides() -> None:
+    evil = base64.b64encode("济南\u202e总工会".encode()).decode()
+    mail = parse_mail(f"From: =?utf-8?b?{evil}?= <a@b.cn>\r\nSubject: =?utf-8?b?{evil}?=\r\n\r\nx".encode())
+    assert (mail.from_name, mail.subject) == ("济南总工会", "济南总工会")
