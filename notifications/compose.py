@@ -92,8 +92,12 @@ def enqueue(
     message: EmailMessage,
     submission_id: int | None = None,
     reply_kind: str | None = None,
+    priority: int = 0,
 ) -> OutboxItem | None:
-    """Add `message` to the outbox in the caller's transaction; None when the key exists."""
+    """Add `message` to the outbox in the caller's transaction; None when the key exists.
+
+    Lower `priority` is sent first (0: units and staff; 1: short replies to strangers).
+    """
     values = {
         "dedupe_key": dedupe_key,
         "kind": kind,
@@ -105,6 +109,7 @@ def enqueue(
         "raw": message.as_bytes(policy=policy.SMTP),
         "state": OutboxState.PENDING,
         "attempts": 0,
+        "priority": priority,
         "next_attempt_at": dt.datetime.now(dt.UTC),
     }
     dialect = session.get_bind().dialect.name

@@ -1,7 +1,14 @@
-"""The reply to a submitted mail: which kind (one rule), what it says, and queueing it once.
+"""The reply to a submitted mail: which kind and which form (one rule each), what it says,
+how much it may repeat, and queueing it once.
 
-The caller decides the submission, records `Submission.reply = reply_kind(...)` and calls
-`queue_reply` in the same transaction, so the reply row exists exactly when the verdict does.
+The caller decides the submission, records `Submission.reply = reply_kind(...)` and
+`Submission.trust`, then calls `queue_reply` in the same transaction, so the reply row
+exists exactly when the verdict does.
+
+Every byte a sender wrote is attacker-controlled, and a reply goes out from the official
+account: so only a unit's registered address hears back what it sent (the full form),
+everyone else gets a fixed text that quotes nothing (the short form), every reply is
+bounded in size, and short replies are capped per domain and in total.
 """
 
 from __future__ import annotations
@@ -16,16 +23,19 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from config.settings import Settings
+from config.settings import Settings, SmtpSettings
 from intake.mime import decode_header_value
+from intake.trust import TRUSTED, authentication_failed
 from notifications.compose import build_message, enqueue
 from notifications.render import render
 from parsers.forms import FORM1, FORM2
 from parsers.model import ProblemCode, Severity
 from storage.models import (
+    Message,
     OutboxItem,
     OutboxKind,
     ProblemRecord,
+    ReplyForm,
     ReplyKind,
     Submission,
     SubmissionStatus,
@@ -37,12 +47,32 @@ SUBJECT_PREFIX = {
     ReplyKind.INCOMPLETE: "【材料不全】",
     ReplyKind.INVALID: "【需修改】",
 }
+SHORT_SUBJECT_PREFIX = "【自动回复】"
+SHORT_TEMPLATE = "short"
 # Warnings the submitter can act on; the rest (sender checks, quarantine) are for staff.
 SUBMITTER_WARNINGS = frozenset(
     {ProblemCode.SEAL_NOT_FOUND, ProblemCode.PDF_MISMATCH, ProblemCode.UNSUPPORTED_FILE}
 )
-CAP_WINDOW = dt.timedelta(hours=24)
+# Sending order in the outbox: replies to registered addresses never wait behind strangers.
+PRIORITY = {ReplyForm.FULL: 0, ReplyForm.SHORT: 1}
+
+# Bounds on what any reply repeats: a 107 KB mail once produced a 67 MB reply.
+MAX_PROBLEMS = 20
+MAX_FILES = 50
+MAX_QUOTED = 40  # a value, file name, cell or name quoted from the mail
+MAX_PROBLEM_TEXT = 240  # a whole problem message, after its quoted values are cut
+MAX_SUBJECT = 200
+MAX_REPLY_BYTES = 256 * 1024
+# Threading headers: message ids only, the last few, and short enough for one header.
+MAX_REFERENCES = 10
+MAX_MESSAGE_ID = 250
+MAX_REFERENCES_CHARS = 1000
+
+DAY = dt.timedelta(hours=24)
+HOUR = dt.timedelta(hours=1)
 _MSG_ID = re.compile(r"<[^<>\s]+>")
+# What problem messages quote: a value “…”, a file 《…》 (parsers.validate, crosscheck).
+_QUOTED = re.compile(r"“[^”]*”|《[^》]*》|「[^」]*」")
 
 
 def reply_kind(status: SubmissionStatus, late: bool) -> ReplyKind:
@@ -56,6 +86,49 @@ def reply_kind(status: SubmissionStatus, late: bool) -> ReplyKind:
     if status is SubmissionStatus.INVALID:
         return ReplyKind.INVALID
     return ReplyKind.RECEIPT
+
+
+def reply_form(submission: Submission) -> ReplyForm:
+    """The one rule: FULL only to a unit's registered address whose authentication did not
+    fail (trust verified/registered); SHORT to anyone else, since From is only a claim."""
+    if submission.trust in TRUSTED and not authentication_failed(submission.message.auth_results):
+        return ReplyForm.FULL
+    return ReplyForm.SHORT
+
+
+# --- what a full reply shows, bounded -------------------------------------------------
+
+
+def cut(value: str | None, limit: int = MAX_QUOTED) -> str:
+    """`value` with at most `limit` characters of it kept, marked with … when cut."""
+    value = value or ""
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def cut_problem_text(message: str) -> str:
+    """A problem message with every quoted value cut, then the whole message bounded."""
+    shortened = _QUOTED.sub(lambda m: m.group(0)[0] + cut(m.group(0)[1:-1]) + m.group(0)[-1], message)
+    return cut(shortened, MAX_PROBLEM_TEXT)
+
+
+@dataclass(frozen=True)
+class ShownProblem:
+    """A problem as a reply shows it: message, file and cell cut the same way, so a
+    template can still tell whether the message already names its file."""
+
+    message: str
+    file: str | None
+    cell: str | None
+
+    @classmethod
+    def of(cls, record: ProblemRecord) -> ShownProblem:
+        return cls(cut_problem_text(record.message), cut(record.file) or None, cut(record.cell) or None)
+
+
+@dataclass(frozen=True)
+class ShownFile:
+    name: str
+    parent: str | None
 
 
 @dataclass(frozen=True)
@@ -96,45 +169,194 @@ def _problems(submission: Submission, severity: Severity) -> list[ProblemRecord]
 
 
 def reply_context(
-    submission: Submission, settings: Settings, replaces: Submission | None = None
+    submission: Submission,
+    settings: Settings,
+    replaces: Submission | None = None,
+    *,
+    max_problems: int = MAX_PROBLEMS,
+    max_files: int = MAX_FILES,
 ) -> dict:
-    """Everything a reply template may use; the templates own the wording."""
+    """Everything a full reply's templates may use; the templates own the wording.
+
+    Lists are bounded (errors first, then notices, `max_problems` in all) and every
+    quoted value is cut; the `*_hidden` counts say how many were left out.
+    """
     codes = {p.code for p in submission.problems}
     no_attachments = not submission.files or ProblemCode.NO_ATTACHMENTS.value in codes
+    errors = _problems(submission, Severity.ERROR)
+    notices = [p for p in _problems(submission, Severity.WARNING) if p.code in SUBMITTER_WARNINGS]
+    shown_errors = errors[:max_problems]
+    shown_notices = notices[: max_problems - len(shown_errors)]
+    files = [f for f in submission.files if f.kind != "zip"]
+    message = submission.message
     return {
         "kind": submission.reply.value,
+        "form": ReplyForm.FULL.value,
         "campaign": settings.campaign,
         "submission": submission,
-        "message": submission.message,
-        "arrived_at": submission.message.arrived_at,
+        "message": message,
+        "greeting": submission.unit or cut(message.from_name) or "您好",
+        "arrived_at": message.arrived_at,
         "deadline": settings.campaign.deadline,
-        "files": [f for f in submission.files if f.kind != "zip"],
+        "files": [ShownFile(cut(f.name), cut(f.parent) or None) for f in files[:max_files]],
+        "files_hidden": max(len(files) - max_files, 0),
+        "files_total": len(files),
         "forms": form_summaries(submission),
         "no_attachments": no_attachments,
         "missing_pdf": not no_attachments and not submission.has_pdf,
         "missing_editable": not no_attachments and not submission.has_editable,
-        "errors": _problems(submission, Severity.ERROR),
-        "notices": [p for p in _problems(submission, Severity.WARNING) if p.code in SUBMITTER_WARNINGS],
+        "errors": [ShownProblem.of(p) for p in shown_errors],
+        "errors_hidden": len(errors) - len(shown_errors),
+        "notices": [ShownProblem.of(p) for p in shown_notices],
+        "notices_hidden": len(notices) - len(shown_notices),
         "replaces": replaces,
     }
 
 
+def short_context(submission: Submission, settings: Settings) -> dict:
+    """The short reply's context: configuration and our own clock, nothing the sender wrote."""
+    return {
+        "kind": submission.reply.value,
+        "form": ReplyForm.SHORT.value,
+        "campaign": settings.campaign,
+        "greeting": "您好",
+        "arrived_at": submission.message.arrived_at,
+        # Saying what a mail replaces would tell a stranger about a unit's history.
+        "replaces": None,
+    }
+
+
 def reply_subject(kind: ReplyKind, original_subject: str, campaign_name: str) -> str:
-    return SUBJECT_PREFIX[kind] + (original_subject.strip() or campaign_name)
+    return SUBJECT_PREFIX[kind] + (cut(original_subject.strip(), MAX_SUBJECT) or campaign_name)
+
+
+def short_subject(campaign_name: str) -> str:
+    return SHORT_SUBJECT_PREFIX + campaign_name
+
+
+# --- threading headers -----------------------------------------------------------------
 
 
 def _message_ids(value: str) -> list[str]:
-    return _MSG_ID.findall(value or "")
+    return [mid for mid in _MSG_ID.findall(value or "") if len(mid) <= MAX_MESSAGE_ID]
 
 
-def _replies_today(session: Session, address: str, now: dt.datetime) -> int:
-    return session.scalar(
-        select(func.count(OutboxItem.id)).where(
+def thread_ids(message: Message, original: email.message.Message) -> tuple[str | None, list[str]]:
+    """(In-Reply-To, References): the parent's id, and the newest few ids of the thread
+    ending with it, within MAX_REFERENCES_CHARS (RFC 5322 §3.6.4 allows trimming)."""
+    parent = _message_ids(message.message_id or decode_header_value(original.get("Message-ID")))[:1]
+    # Ids are ASCII and the newest come last: read only the header's tail, undecoded.
+    tail = str(original.get("References") or "")[-MAX_REFERENCES * (MAX_MESSAGE_ID + 1) :]
+    references = _message_ids(tail)
+    references = [mid for mid in references if mid not in parent] + parent
+    references = references[-MAX_REFERENCES:]
+    while references and len(" ".join(references)) > MAX_REFERENCES_CHARS:
+        references.pop(0)
+    return (parent[0] if parent else None), references
+
+
+# --- caps ------------------------------------------------------------------------------
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].strip().lower()
+
+
+def _replies_within_day(session: Session, address: str, now: dt.datetime, *, failed: bool) -> int:
+    """Replies to `address` in the last 24 hours about mail whose authentication did (or
+    did not) fail: forged mail has its own count, so it cannot use up a unit's."""
+    auth_results = session.execute(
+        select(Message.auth_results)
+        .join(Submission, Submission.message_pk == Message.id)
+        .join(OutboxItem, OutboxItem.submission_id == Submission.id)
+        .where(
             OutboxItem.kind == OutboxKind.REPLY,
             func.lower(OutboxItem.to_address) == address.lower(),
-            OutboxItem.created_at > now - CAP_WINDOW,
+            OutboxItem.created_at > now - DAY,
         )
-    ) or 0
+    ).scalars()
+    return sum(authentication_failed(auth) == failed for auth in auth_results)
+
+
+def _short_replies_within_hour(session: Session, now: dt.datetime) -> list[str]:
+    """Addresses of the short replies queued in the last hour (at most hourly_cap_total)."""
+    return list(
+        session.scalars(
+            select(OutboxItem.to_address)
+            .join(Submission, OutboxItem.submission_id == Submission.id)
+            .where(
+                OutboxItem.kind == OutboxKind.REPLY,
+                Submission.reply_form == ReplyForm.SHORT,
+                OutboxItem.created_at > now - HOUR,
+            )
+        )
+    )
+
+
+def cap_reason(
+    session: Session, submission: Submission, form: ReplyForm, recipient: str, smtp: SmtpSettings, now: dt.datetime
+) -> str | None:
+    """Why this reply must not be sent now ("daily_cap", "domain_cap", "global_cap"), or None.
+
+    The hourly caps bound replies to strangers only: a unit is never suppressed by them.
+    """
+    failed = authentication_failed(submission.message.auth_results)
+    if _replies_within_day(session, recipient, now, failed=failed) >= smtp.daily_cap_per_recipient:
+        return "daily_cap"
+    if form is ReplyForm.FULL:
+        return None
+    recent = _short_replies_within_hour(session, now)
+    domain = _domain(recipient)
+    if sum(_domain(address) == domain for address in recent) >= smtp.hourly_cap_per_domain:
+        return "domain_cap"
+    if len(recent) >= smtp.hourly_cap_total:
+        return "global_cap"
+    return None
+
+
+# --- queueing --------------------------------------------------------------------------
+
+
+def _compose(
+    submission: Submission,
+    form: ReplyForm,
+    *,
+    original: email.message.Message,
+    settings: Settings,
+    replaces: Submission | None,
+) -> email.message.EmailMessage | None:
+    """The reply mail, within MAX_REPLY_BYTES: a full reply too long even with its lists
+    left out (only possible with overridden templates) is not sent at all."""
+    kind = ReplyKind(submission.reply)
+    message = submission.message
+    in_reply_to, references = thread_ids(message, original)
+    if form is ReplyForm.SHORT:
+        renderings = [(SHORT_TEMPLATE, short_context(submission, settings))]
+        to = message.from_address  # the bare address: a display name is the sender's text
+        subject = short_subject(settings.campaign.name)
+    else:
+        renderings = [
+            (kind.value, reply_context(submission, settings, replaces, max_problems=problems, max_files=files))
+            for problems, files in ((MAX_PROBLEMS, MAX_FILES), (0, 0))
+        ]
+        to = email.utils.formataddr((cut(message.from_name), message.from_address))
+        subject = reply_subject(kind, message.subject or decode_header_value(original.get("Subject")), settings.campaign.name)
+    for template, context in renderings:
+        text, html = render(template, context, settings.smtp.templates_dir)
+        mail = build_message(
+            from_address=settings.smtp.from_address,
+            from_name=settings.smtp.from_name,
+            to=to,
+            subject=subject,
+            text=text,
+            html=html,
+            in_reply_to=in_reply_to,
+            references=references or None,
+            auto_submitted="auto-replied",
+        )
+        if len(mail.as_bytes()) <= MAX_REPLY_BYTES:
+            return mail
+    return None
 
 
 def queue_reply(
@@ -146,45 +368,37 @@ def queue_reply(
     replaces: Submission | None = None,
     now: dt.datetime | None = None,
 ) -> OutboxItem | None:
-    """Queue the reply recorded on `submission.reply`; None when there is nothing to send.
+    """Queue the reply recorded on `submission.reply`, in the form `reply_form` decides;
+    None when there is nothing to send.
 
-    Suppression (no sender, the daily cap) is recorded on `submission.reply_suppressed`.
+    The form is stored on `submission.reply_form` (None when no reply is queued);
+    suppression (no sender, a cap, too large) on `submission.reply_suppressed`.
     """
     kind = ReplyKind(submission.reply)
     if kind is ReplyKind.NONE:
+        submission.reply_form = None
         return None
     now = now or dt.datetime.now(dt.UTC)
     if submission.id is None:
         session.flush()  # the outbox row refers to the submission by id
     dedupe_key = f"reply:{submission.message_pk}"
     if session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
-        return None  # reprocessing the same mail never queues a second reply
-    message = submission.message
-    recipient = message.from_address
+        return None  # reprocessing the same mail never queues a second reply; its form stands
+    submission.reply_form = None
+    recipient = submission.message.from_address
     if not recipient:
         submission.reply_suppressed = "no_sender"
         return None
-    if _replies_today(session, recipient, now) >= settings.smtp.daily_cap_per_recipient:
-        submission.reply_suppressed = "daily_cap"
+    form = reply_form(submission)
+    if (reason := cap_reason(session, submission, form, recipient, settings.smtp, now)) is not None:
+        submission.reply_suppressed = reason
         return None
-
-    text, html = render(kind.value, reply_context(submission, settings, replaces), settings.smtp.templates_dir)
-    parent_id = message.message_id or decode_header_value(original.get("Message-ID"))
-    parent = _message_ids(parent_id)
-    references = _message_ids(decode_header_value(original.get("References")))
-    references += [mid for mid in parent if mid not in references]
-    subject_source = message.subject or decode_header_value(original.get("Subject"))
-    mail = build_message(
-        from_address=settings.smtp.from_address,
-        from_name=settings.smtp.from_name,
-        to=email.utils.formataddr((message.from_name or "", recipient)),
-        subject=reply_subject(kind, subject_source, settings.campaign.name),
-        text=text,
-        html=html,
-        in_reply_to=parent[0] if parent else None,
-        references=references or None,
-        auto_submitted="auto-replied",
-    )
+    mail = _compose(submission, form, original=original, settings=settings, replaces=replaces)
+    if mail is None:
+        submission.reply_suppressed = "too_large"
+        return None
+    submission.reply_form = form
+    session.flush()  # the hourly caps count short replies by their submission's form
     return enqueue(
         session,
         kind=OutboxKind.REPLY,
@@ -192,4 +406,5 @@ def queue_reply(
         message=mail,
         submission_id=submission.id,
         reply_kind=kind.value,
+        priority=PRIORITY[form],
     )

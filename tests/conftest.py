@@ -13,7 +13,7 @@ import pytest
 
 from config.settings import Settings, settings_from_dict
 from parsers.model import Problem
-from storage.models import Submission, SubmissionStatus
+from storage.models import Submission, SubmissionStatus, Trust
 from tests.support.dovecot import Dovecot
 from tests.support.postgres import PostgresServer
 from tests.support.smtp import SmtpSink
@@ -90,6 +90,7 @@ def make_submission(
     pdf: bool = True,
     editable: bool = True,
     problems: Sequence[Problem] = (),
+    trust: Trust = Trust.REGISTERED,
 ) -> Submission:
     """A transient Message + Submission as the pipeline would store it (add it to a session to persist)."""
     from notifications.replies import reply_kind
@@ -131,7 +132,7 @@ def make_submission(
         for p in problems
     ]
     return Submission(
-        message=message, unit="宁波市总工会", unit_source="sender", status=status, content_status=status, late=late,
+        message=message, unit="宁波市总工会", unit_source="sender", trust=trust, status=status, content_status=status, late=late,
         reply=reply_kind(status, late), has_pdf=pdf, has_editable=editable, seal=True if pdf else None,
         files=files, problems=records, form1_rows=form1, form2_rows=form2,
     )

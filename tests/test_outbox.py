@@ -42,7 +42,7 @@ def settings_for(sink: SmtpSink | None = None, dovecot: Dovecot | None = None, s
     return reply_settings(smtp=smtp_section, mailbox=mailbox)
 
 
-def queue_mails(db: Database, count: int, to: str = "zgh@ningbo.example.cn") -> list[OutboxItem]:
+def queue_mails(db: Database, count: int, to: str = "zgh@ningbo.example.cn", priority: int = 0) -> list[OutboxItem]:
     items = []
     with db.session() as session:
         for n in range(count):
@@ -50,7 +50,7 @@ def queue_mails(db: Database, count: int, to: str = "zgh@ningbo.example.cn") -> 
                                 subject=f"【已收到】汇总表 {n}", text=f"第 {n} 封", html=f"<p>第 {n} 封</p>",
                                 auto_submitted="auto-replied")
             items.append(enqueue(session, kind=OutboxKind.REPLY, dedupe_key=f"reply:{uuid.uuid4()}", message=msg,
-                                 reply_kind="receipt"))
+                                 reply_kind="receipt", priority=priority))
     return items
 
 
@@ -226,3 +226,11 @@ def test_a_send_in_flight_in_another_runner_is_not_taken_for_an_interrupted_one(
         smtp_sink.release()
         assert scheduler_run.result(timeout=10).sent == 1
     assert smtp_sink.attempts == 1 and len(smtp_sink.messages) == 1
+
+
+def test_replies_to_units_are_sent_before_earlier_replies_to_strangers(db: Database, smtp_sink: SmtpSink) -> None:
+    strangers = queue_mails(db, 5, to="someone@stranger.example", priority=1)
+    units = queue_mails(db, 2, priority=0)
+    assert Outbox(db, settings_for(smtp_sink)).send_pending().sent == 7
+    expected = [i.message_id for i in units] + [i.message_id for i in strangers]
+    assert message_ids(smtp_sink) == expected

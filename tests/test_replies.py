@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 from config.settings import Settings
 from notifications.compose import build_message, enqueue
 from notifications.outbox import Outbox
-from notifications.replies import queue_reply, reply_kind
+from notifications.replies import MAX_REPLY_BYTES, queue_reply, reply_form, reply_kind
 from parsers.model import Problem, ProblemCode
 from storage.db import Database
-from storage.models import OutboxItem, OutboxKind, ReplyKind, Submission, SubmissionStatus
+from storage.models import OutboxItem, OutboxKind, ReplyForm, ReplyKind, StoredFile, Submission, SubmissionStatus, Trust
 from tests.conftest import make_submission, reply_settings
 from tests.support.smtp import SmtpSink
 
@@ -195,3 +195,199 @@ def test_the_outbox_key_is_unique_on_every_engine(database_url: str) -> None:
             assert session.scalar(select(func.count(OutboxItem.id))) == 1
     finally:
         db.dispose()
+
+
+# --- the reply form: a full reply only to a unit's registered address -------------------
+
+FAILED_AUTH = {"verified": False, "spf": "fail", "dkim": None, "dmarc": "fail"}
+PASSED_AUTH = {"verified": True, "spf": "pass", "dkim": "pass", "dmarc": "pass"}
+MARKER = "EVIL-TEXT-7f3a"
+
+
+@pytest.mark.parametrize(
+    ("trust", "auth", "expected"),
+    [
+        (Trust.VERIFIED, PASSED_AUTH, ReplyForm.FULL),
+        (Trust.REGISTERED, None, ReplyForm.FULL),
+        (Trust.REGISTERED, {"verified": None}, ReplyForm.FULL),
+        (Trust.REGISTERED, FAILED_AUTH, ReplyForm.SHORT),  # a forged From, however it was classed
+        (Trust.CLAIMED, None, ReplyForm.SHORT),
+        (Trust.CLAIMED, FAILED_AUTH, ReplyForm.SHORT),
+        (Trust.UNKNOWN, None, ReplyForm.SHORT),
+        (None, None, ReplyForm.SHORT),  # not decided is not trusted
+    ],
+)
+def test_the_reply_form_follows_the_one_rule(trust: Trust | None, auth: dict | None, expected: ReplyForm) -> None:
+    submission = make_submission(trust=trust)
+    submission.message.auth_results = auth
+    assert reply_form(submission) is expected
+
+
+def stranger_submission(**kwargs: object) -> Submission:
+    """A mail whose every sender-written field carries MARKER, from an address that is no unit's."""
+    file_name = f"{MARKER}-汇总表.xlsx"
+    submission = make_submission(
+        status=S.INVALID,
+        from_address=kwargs.pop("from_address", "someone@stranger.example"),
+        subject=f"{MARKER} 请查收 http://phish.example/{MARKER}",
+        problems=[Problem(ProblemCode.NON_NUMERIC, f"《{file_name}》表一!C5：预计参赛企业数“{MARKER} 中奖请联系”不是数字", file_name, "表一!C5")],
+        trust=kwargs.pop("trust", Trust.UNKNOWN),
+        **kwargs,
+    )
+    submission.unit = None
+    submission.message.from_name = f"{MARKER} 客服中心"
+    for stored in submission.files:
+        stored.name = f"{MARKER}-{stored.name}"
+    return submission
+
+
+def decoded_text(raw: bytes) -> str:
+    """Every header and body part as a reader's mail client would show them."""
+    reply = email.message_from_bytes(raw, policy=email.policy.default)
+    headers = "\n".join(f"{k}: {v}" for k, v in reply.items())
+    bodies = "\n".join(part.get_content() for part in reply.walk() if part.get_content_maintype() == "text")
+    return headers + "\n" + bodies
+
+
+def test_a_short_reply_quotes_nothing_the_sender_wrote(db: Database) -> None:
+    submission = stranger_submission()
+    item = queue(db, submission, reply_settings())
+    assert item is not None and submission.reply_form is ReplyForm.SHORT and item.priority == 1
+    assert item.reply_kind == "invalid"  # the kind stands as decided; only the form is short
+    reply = email.message_from_bytes(item.raw, policy=email.policy.default)
+    assert MARKER.encode() not in item.raw and MARKER not in decoded_text(item.raw)
+    assert reply["Subject"] == "【自动回复】2024年度全省劳动和技能竞赛项目申报"
+    assert reply["To"] == "someone@stranger.example"
+    assert reply["In-Reply-To"] == submission.message.message_id  # threading survives
+    text = reply.get_body(("plain",)).get_content()
+    assert "系统不回复具体内容" in text and "省总工会经济技术部 张老师" in text
+
+
+def test_a_registered_unit_whose_mail_failed_authentication_gets_the_short_form(db: Database) -> None:
+    submission = stranger_submission(from_address="zgh@ningbo.example.cn", trust=Trust.REGISTERED)
+    submission.message.auth_results = FAILED_AUTH
+    item = queue(db, submission, reply_settings())
+    assert item is not None and submission.reply_form is ReplyForm.SHORT
+    assert MARKER.encode() not in item.raw
+
+
+def test_a_full_reply_goes_first_and_a_reply_not_queued_has_no_form(db: Database) -> None:
+    full = make_submission()
+    item = queue(db, full, reply_settings())
+    assert full.reply_form is ReplyForm.FULL and item.priority == 0
+    ignored = make_submission(status=S.IGNORED)
+    assert queue(db, ignored, reply_settings()) is None and ignored.reply_form is None
+    capped = make_submission()
+    assert queue(db, capped, reply_settings(smtp={"daily_cap_per_recipient": 1})) is None
+    assert capped.reply_suppressed == "daily_cap" and capped.reply_form is None
+
+
+def test_references_keep_only_the_last_ten_short_ids(db: Database) -> None:
+    submission = make_submission()
+    original = original_of(submission)
+    thread = [f"<{n:04d}.{'x' * 60}@ningbo.example.cn>" for n in range(200)]
+    del original["References"]
+    original["References"] = " ".join([f"<{'y' * 5000}@huge.example>", *thread])
+    with db.session() as session:
+        session.add(submission)
+        session.flush()
+        item = queue_reply(session, submission, original=original, settings=reply_settings())
+    reply = email.message_from_bytes(item.raw, policy=email.policy.default)
+    references = reply["References"].split()
+    assert references == [*thread[-9:], submission.message.message_id]
+    assert len(reply["References"]) <= 1000 and len(item.raw) < 8 * 1024
+
+
+# --- every reply is bounded -------------------------------------------------------------
+
+
+def amplifier_submission() -> Submission:
+    """The 107 KB mail that produced a 67 MB reply: thousands of bad cells with long text."""
+    long_value = "长" * 2000
+    problems = [
+        Problem(ProblemCode.NON_NUMERIC, f"《{XLSX}》表一!C{row}：预计参赛企业数“{long_value}”不是数字，请填写数字。", XLSX, f"表一!C{row}")
+        for row in range(5, 5005)
+    ]
+    submission = make_submission(status=S.INCOMPLETE, pdf=False, problems=problems, subject="汇" * 5000)
+    submission.files += [StoredFile(name=f"{'附' * 300}{n}.xlsx", kind="xlsx", sha256="c" * 64, size=1) for n in range(499)]
+    return submission
+
+
+def test_the_amplifier_gets_a_reply_of_a_few_kilobytes_listing_twenty_problems(db: Database) -> None:
+    submission = amplifier_submission()
+    item = queue(db, submission, reply_settings())
+    assert item is not None and submission.reply_form is ReplyForm.FULL
+    assert len(item.raw) < 64 * 1024
+    reply = email.message_from_bytes(item.raw, policy=email.policy.default)
+    text = reply.get_body(("plain",)).get_content()
+    assert len(re.findall(r"^  \d+\. ", text, re.MULTILINE)) == 20
+    assert "另有 4980 个问题未列出" in text and "等 500 个文件（另有 450 个未列出）" in text
+    assert f"预计参赛企业数“{'长' * 40}…”不是数字" in text and "长" * 41 not in text
+    assert reply["Subject"] == "【材料不全】" + "汇" * 200 + "…"
+
+
+def test_a_full_reply_too_large_for_the_cap_falls_back_to_one_without_lists(db: Database, tmp_path: Path) -> None:
+    (tmp_path / "incomplete.txt.j2").write_text(
+        "{% for p in errors %}{{ p.message }}{{ '。' * 20000 }}\n{% endfor %}共 {{ errors_hidden }} 个问题未列出\n",
+        encoding="utf-8",
+    )
+    submission = amplifier_submission()
+    item = queue(db, submission, reply_settings(smtp={"templates_dir": str(tmp_path)}))
+    assert item is not None and len(item.raw) <= MAX_REPLY_BYTES
+    assert "共 5000 个问题未列出" in email.message_from_bytes(item.raw, policy=email.policy.default).get_body(("plain",)).get_content()
+
+
+def test_a_reply_too_large_even_without_lists_is_not_sent(db: Database, tmp_path: Path) -> None:
+    (tmp_path / "receipt.txt.j2").write_text("{{ '。' * 300000 }}\n", encoding="utf-8")
+    submission = make_submission()
+    assert queue(db, submission, reply_settings(smtp={"templates_dir": str(tmp_path)})) is None
+    assert submission.reply_suppressed == "too_large" and submission.reply_form is None
+
+
+# --- caps: forged mail cannot use up a unit's quota; strangers are capped per hour -------
+
+
+def forged(from_address: str = "zgh@ningbo.example.cn") -> Submission:
+    """Mail with a unit's address in From whose authentication failed."""
+    submission = make_submission(from_address=from_address, trust=Trust.CLAIMED)
+    submission.message.auth_results = FAILED_AUTH
+    return submission
+
+
+def test_replies_about_forged_mail_do_not_use_up_the_units_daily_cap(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        settings = reply_settings(smtp={"daily_cap_per_recipient": 5})
+        assert all(queue(db, forged(), settings) for _ in range(5))
+        sixth = forged()
+        assert queue(db, sixth, settings) is None and sixth.reply_suppressed == "daily_cap"  # forgeries have their own five
+
+        genuine = make_submission()
+        assert queue(db, genuine, settings) is not None and genuine.reply_form is ReplyForm.FULL
+    finally:
+        db.dispose()
+
+
+def test_short_replies_are_capped_per_domain_per_hour_and_full_ones_are_not(db: Database) -> None:
+    settings = reply_settings(smtp={"hourly_cap_per_domain": 3, "hourly_cap_total": 100})
+    now = dt.datetime.now(dt.UTC)
+    assert all(queue(db, stranger_submission(from_address=f"s{n}@Evil.example"), settings, now=now) for n in range(3))
+    fourth = stranger_submission(from_address="s3@evil.example")
+    assert queue(db, fourth, settings, now=now) is None and fourth.reply_suppressed == "domain_cap"
+    # A unit at the same domain still hears back, and so does a stranger elsewhere.
+    assert queue(db, make_submission(from_address="unit@evil.example"), settings, now=now) is not None
+    assert queue(db, stranger_submission(from_address="s@other.example"), settings, now=now) is not None
+    # An hour later the domain may be answered again.
+    later = now + dt.timedelta(hours=1, minutes=1)
+    assert queue(db, stranger_submission(from_address="s4@evil.example"), settings, now=later) is not None
+
+
+def test_short_replies_are_capped_in_total_per_hour_and_full_ones_are_not(db: Database) -> None:
+    settings = reply_settings(smtp={"hourly_cap_per_domain": 100, "hourly_cap_total": 4})
+    now = dt.datetime.now(dt.UTC)
+    assert all(queue(db, stranger_submission(from_address=f"s@d{n}.example"), settings, now=now) for n in range(4))
+    fifth = stranger_submission(from_address="s@d4.example")
+    assert queue(db, fifth, settings, now=now) is None and fifth.reply_suppressed == "global_cap"
+    assert all(queue(db, make_submission(from_address=f"unit@d{n}.example"), settings, now=now) for n in range(10))
+    with db.session() as session:
+        assert session.scalar(select(func.count(OutboxItem.id)).where(OutboxItem.priority == 1)) == 4

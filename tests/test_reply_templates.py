@@ -10,7 +10,7 @@ import pytest
 from jinja2 import UndefinedError
 
 from notifications.render import cn_number, cn_time, render
-from notifications.replies import reply_context
+from notifications.replies import reply_context, short_context
 from parsers.model import Problem, ProblemCode
 from storage.models import ReplyKind, Submission, SubmissionStatus
 from tests.conftest import make_submission, reply_settings
@@ -134,3 +134,26 @@ def test_every_template_file_says_whether_it_is_text_or_html() -> None:
     folder = Path(__file__).parents[1] / "notifications" / "templates"
     names = [p.name for p in folder.iterdir() if p.suffix == ".j2"]
     assert names and all(n.endswith((".txt.j2", ".html.j2")) for n in names)
+
+
+def test_quoted_values_file_names_and_cells_are_cut_to_forty_characters() -> None:
+    long_name = "附" * 100 + ".xlsx"
+    value = "值" * 100
+    submission = make_submission(
+        status=SubmissionStatus.INVALID,
+        problems=[Problem(ProblemCode.NON_NUMERIC, f"《{long_name}》表一!C5：预计参赛企业数“{value}”不是数字", long_name, "表一!C5")],
+    )
+    for part in rendered(submission):
+        assert f"《{'附' * 40}…》表一!C5：预计参赛企业数“{'值' * 40}…”不是数字" in part
+        assert "附" * 41 not in part and "值" * 41 not in part
+        assert part.count("附" * 40) == 1  # the cut message still names its (cut) file: not repeated
+
+
+def test_the_short_reply_says_only_the_fixed_text_with_campaign_and_contact() -> None:
+    submission = make_submission()
+    text, html = render("short", short_context(submission, SETTINGS))
+    for part in (text, html):
+        assert "系统不回复具体内容" in part and "2024年度全省劳动和技能竞赛项目申报" in part
+        assert "省总工会经济技术部 张老师" in part and "2024年2月23日 10:15:30" in part
+        # Nothing from the submission: unit, name, subject, files, forms.
+        assert not any(s in part for s in ("宁波", "李明", "汇总表", "重点工程类"))
