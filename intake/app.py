@@ -7,12 +7,13 @@ import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
+from pathlib import Path
 
 from config.settings import Settings
 from intake.archive import Archive
 from intake.registry import UnitRegistry
 from intake.sandbox import ParseWorker
-from parsers.model import FileReport
+from parsers.model import FileReport, Problem
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,15 @@ class App:
         finally:
             self._workers.put(worker)
 
+    def parse_path(self, path: Path, name: str, parent: str | None = None, *, seconds: float | None = None,
+                   timeout_problem: Problem | None = None) -> FileReport:
+        """An archived file, read by the parser process itself (see ParseWorker.parse_path)."""
+        worker = self._workers.get()
+        try:
+            return worker.parse_path(path, name, parent, seconds=seconds, timeout_problem=timeout_problem)
+        finally:
+            self._workers.put(worker)
+
     def worker_pids(self) -> list[int]:
         if "_workers" not in self.__dict__:
             return []
@@ -62,10 +72,13 @@ class App:
 
     @property
     def account(self) -> str:
+        """The mailbox's name in the ledger: `[mailbox] account`, else the username,
+        lowercased. Never the host or a path: "127.0.0.1" respelt "localhost", or the demo
+        folder moved, is still the same mailbox, and its mail is not fetched anew."""
         mailbox = self.settings.mailbox
-        if mailbox.source == "maildir":
-            return f"maildir:{self.settings.resolve(mailbox.maildir)}"
-        return f"{mailbox.username}@{mailbox.host}"
+        if mailbox.account:
+            return mailbox.account.strip().lower()
+        return "maildir" if mailbox.source == "maildir" else mailbox.username.strip().lower()
 
     @property
     def our_addresses(self) -> set[str]:

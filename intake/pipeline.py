@@ -9,29 +9,32 @@ the same state. Nothing here knows where the mail came from (IMAP, a Maildir, a 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import traceback
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import islice
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from intake.app import App
 from intake.archive import ArchiveError
-from intake.authenticity import check_sender, sender_problem
+from intake.authenticity import check_sender, sender_header_problem, sender_problem
 from intake.faults import checkpoint
 from intake.decide import completeness, content_status, is_late, sheet_units
 from intake.mime import MAX_NESTING, ParsedMail, parse_headers, parse_mail
 from intake.tracking import settle_current
-from intake.unpack import unpack_zip, unsupported_archive
+from intake.trust import awaits_staff, trust_level, unconfirmed_problem
+from intake.unpack import MailBudget, unpack_zip, unsupported_archive
 from notifications.loops import no_reply_reason
 from notifications.replies import queue_reply, reply_kind
 from parsers.crosscheck import cross_check, seal_verdict
 from parsers.filetypes import detect_kind
 from parsers.model import FileKind, FileReport, Form1Row, Problem, ProblemCode
 from storage.models import (
+    Confirmation,
     Form1Record,
     Form2Record,
     Message,
@@ -41,6 +44,7 @@ from storage.models import (
     StoredFile,
     Submission,
     SubmissionStatus,
+    Trust,
     utcnow,
 )
 
@@ -53,11 +57,15 @@ REVIEW_CODES = {
     ProblemCode.PDF_MISMATCH,
     ProblemCode.UNIT_MISMATCH,
     ProblemCode.SENDER_UNVERIFIED,
+    ProblemCode.SENDER_AMBIGUOUS,
+    ProblemCode.UNIT_UNCONFIRMED,
     ProblemCode.UNSUPPORTED_FILE,
 }
 # Our own disk or database failing (full, locked, gone) is not the message's fault: it is
 # never quarantined for that, but stays archived and the caller retries the poll later.
 STORAGE_ERRORS = (ArchiveError, OperationalError)
+# Raw bytes of parsed mails allowed to wait for storing (each holds its MIME tree too).
+LOOKAHEAD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -90,12 +98,14 @@ def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Loca
         existing = _at_location(session, location)
         if existing is not None:
             return existing, False
-        same = session.scalars(
-            select(Message)
-            .where(Message.account == location.account, Message.folder == location.folder, Message.sha256 == digest)
-            .order_by(Message.id)
-        ).all()
-        stale = [m for m in same if location.uidvalidity is not None and m.uidvalidity != location.uidvalidity]
+        # The same bytes are the same mail wherever they were seen before (another folder,
+        # another spelling of the account): recorded as a duplicate, never answered again.
+        same = session.scalars(select(Message).where(Message.sha256 == digest).order_by(Message.id)).all()
+        stale = [
+            m for m in same
+            if (m.account, m.folder) == (location.account, location.folder)
+            and location.uidvalidity is not None and m.uidvalidity != location.uidvalidity
+        ]
         if stale:
             # The server renumbered the folder (UIDVALIDITY changed): same mail, new address.
             stale[0].uidvalidity, stale[0].uid = location.uidvalidity, location.uid
@@ -116,6 +126,9 @@ def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Loca
         )
         session.add(message)
         session.flush()
+        if earlier is not None:
+            log.info("mail #%s uid=%s is a copy of #%s: recorded, not answered", message.id,
+                     location.uid if location.uid is not None else location.source_key, earlier.id)
         return message, True
 
 
@@ -206,16 +219,30 @@ def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcom
 
 def process_messages(app: App, message_pks: list[int], *, force: bool = False) -> list[Outcome]:
     """The same for many, in order: attachments of later messages are parsed (in parser
-    processes) while earlier ones are stored, one transaction each."""
-    ahead = 2 * app.parse_slots  # bounded: never hold more than a few parsed mails at once
-    queue = iter(message_pks)
-    pending = deque(app.parse_pool.submit(_parse, app, pk, force) for pk in islice(queue, ahead))
+    processes) while earlier ones are stored, one transaction each. Parsed mails waiting
+    to be stored are bounded in number and in bytes: a large mail waits alone."""
+    ahead = 2 * app.parse_slots
+    sizes = _sizes(app, message_pks)
+    waiting = deque(message_pks)
+    pending: deque[tuple[int, Future[_Parsed]]] = deque()
     outcomes = []
-    while pending:
-        outcomes.append(_finish(app, pending.popleft().result()))
-        for pk in islice(queue, 1):
-            pending.append(app.parse_pool.submit(_parse, app, pk, force))
+    while waiting or pending:
+        while waiting and len(pending) < ahead and (
+            not pending or sum(sizes[pk] for pk, _ in pending) + sizes[waiting[0]] <= LOOKAHEAD_BYTES
+        ):
+            pk = waiting.popleft()
+            pending.append((pk, app.parse_pool.submit(_parse, app, pk, force)))
+        outcomes.append(_finish(app, pending.popleft()[1].result()))
     return outcomes
+
+
+def _sizes(app: App, message_pks: list[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    with app.db.session() as session:
+        for start in range(0, len(message_pks), 500):
+            chunk = message_pks[start : start + 500]
+            found.update((pk, size) for pk, size in session.execute(select(Message.id, Message.size).where(Message.id.in_(chunk))))
+    return {pk: found.get(pk) or 0 for pk in message_pks}
 
 
 def ingest(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> Outcome:
@@ -232,7 +259,9 @@ def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[F
     problems: list[Problem] = []
     if mail.parts_lost:
         problems.append(Problem(ProblemCode.UNREADABLE_FILE, "邮件的 MIME 结构已损坏（找不到分隔符），附件无法读取，请重新发送。"))
-    files: list[tuple[str, bytes, str | None]] = []
+    budget = MailBudget(limits)
+    store = functools.partial(app.archive.store, "files")
+    files: list[tuple[str, str, str | None]] = []  # name, digest in the archive, parent archive
     for attachment in mail.attachments:
         if attachment.content_type in ("text/calendar", "application/ms-tnef") or attachment.name.lower() == "winmail.dat":
             problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请或 Outlook 专用格式），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
@@ -241,15 +270,22 @@ def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[F
             problems.append(problem)
             continue
         if detect_kind(attachment.data, attachment.name) is FileKind.ZIP:
-            unpacked = unpack_zip(attachment.data, attachment.name, limits)
+            unpacked = unpack_zip(attachment.data, attachment.name, limits, budget=budget, store=store)
             problems.extend(unpacked.problems)
-            files.extend((m.name, m.data, m.parent) for m in unpacked.members)
+            files.extend((m.name, m.digest, m.parent) for m in unpacked.members)
         else:
-            files.append((attachment.name, attachment.data, None))
+            files.append((attachment.name, store(attachment.data), None))
+        attachment.data = b""  # archived: parser processes read it from there
     reports = []
-    for name, data, parent in files:
-        app.archive.store("files", data)
-        reports.append(app.parse(data, name, parent))
+    for name, digest, parent in files:
+        if (refused := budget.refuse_file(name)) is not None:
+            problems.append(refused)
+            continue
+        seconds = budget.file_seconds()
+        # Cut short by the mail's time rather than the file's: say so in the problem.
+        cut_short = budget.out_of_time(name) if seconds < limits.seconds_per_file else None
+        reports.append(app.parse_path(app.archive.path("files", digest), name, parent, seconds=seconds,
+                                      timeout_problem=cut_short))
     return reports, problems
 
 
@@ -298,11 +334,19 @@ def _store(
             problems += [*done.problems, *match.problems]
             if settings.authenticity.require and (unverified := sender_problem(verdict, mail.from_address)):
                 problems.append(unverified)
+            if ambiguous := sender_header_problem(mail):
+                problems.append(ambiguous)
             status = content_status(problems, has_pdf=done.has_pdf, has_editable=done.has_editable, attachments=len(reports))
             reply = ReplyKind.NONE if reason else reply_kind(status, late)
             _fill(submission, status=status, late=late, reply=reply, suppressed=reason)
-            submission.unit = match.unit.name if match.unit else None
-            submission.unit_source = match.source
+            if not submission.assigned_by:  # a unit staff named stays named
+                submission.unit = match.unit.name if match.unit else None
+                submission.unit_source = match.source if match.unit else None
+                submission.trust = trust_level(unit_source=submission.unit_source, auth=message.auth_results)
+            if submission.confirmed_by is None:  # staff's word survives a reprocess
+                submission.confirmation = Confirmation.PENDING if submission.trust is Trust.CLAIMED else None
+            if awaits_staff(submission):
+                problems.append(unconfirmed_problem(submission))
             submission.sheet_unit = (written_units or [None])[0]
             submission.has_pdf, submission.has_editable = done.has_pdf, done.has_editable
             submission.seal = seal_verdict(reports)
@@ -312,6 +356,7 @@ def _store(
             _attach(submission, reports, problems)
             submission.needs_review = (
                 late
+                or awaits_staff(submission)
                 or reason is not None
                 or status is SubmissionStatus.INVALID
                 or submission.unit is None
@@ -326,6 +371,13 @@ def _store(
         message.processed_at = utcnow()
         message.error = None
         session.flush()
+        log.info(
+            "mail #%s uid=%s from=%s unit=%s trust=%s verdict=%s%s reply=%s%s",
+            message.id, message.uid if message.uid is not None else message.source_key, message.from_address,
+            submission.unit, submission.trust.value if submission.trust else "-", submission.status.value,
+            " (late)" if submission.late else "", submission.reply.value,
+            f" ({submission.reply_suppressed})" if submission.reply_suppressed else "",
+        )
         return _outcome(message)
 
 
@@ -345,6 +397,7 @@ def _fill(submission: Submission, *, status: SubmissionStatus, late: bool, reply
     submission.reply_suppressed = suppressed
     if status is SubmissionStatus.IGNORED:
         submission.unit = submission.unit_source = submission.sheet_unit = None
+        submission.trust, submission.confirmation = Trust.UNKNOWN, None
         submission.has_pdf = submission.has_editable = False
         submission.seal = None
         submission.needs_review = False

@@ -30,6 +30,9 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+# Raw mail fetched in one FETCH: larger mail is fetched one message at a time.
+FETCH_BYTES = 10 * 1024 * 1024
+
 
 @dataclass
 class PollReport:
@@ -97,15 +100,7 @@ def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
     uids = imap.uids_after(mailbox, last_uid)
     for start in range(0, len(uids), settings.batch_size):
         batch = uids[start : start + settings.batch_size]
-        recorded = []
-        for fetched in imap.fetch(mailbox, batch):
-            checkpoint("fetch")
-            report.seen += 1
-            location = Location(app.account, settings.folder, state.uidvalidity, fetched.uid)
-            message, created = record_message(app, fetched.raw, fetched.arrived_at, location)
-            report.new += created
-            recorded.append(message.id)
-            checkpoint("record")
+        recorded = _fetch_and_record(app, mailbox, batch, state.uidvalidity, report)
         report.outcomes += process_messages(app, recorded)
         _save_cursor(app, settings.folder, state.uidvalidity, max(batch))
     if report.uidvalidity_changed and not uids:
@@ -115,6 +110,40 @@ def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
         report.moved = _move_processed(app, mailbox, state.uidvalidity)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _fetch_and_record(app: App, mailbox: BaseMailBox, batch: list[int], uidvalidity: int, report: PollReport) -> list[int]:
+    """Fetch a batch in groups of at most FETCH_BYTES (a larger mail alone), recording each
+    message as it comes: a batch of large mails is never in memory together."""
+    folder = app.settings.mailbox.folder
+    recorded = []
+    for group in fetch_groups(batch, imap.sizes(mailbox, batch)):
+        for fetched in imap.fetch(mailbox, group):
+            checkpoint("fetch")
+            report.seen += 1
+            location = Location(app.account, folder, uidvalidity, fetched.uid)
+            message, created = record_message(app, fetched.raw, fetched.arrived_at, location)
+            report.new += created
+            recorded.append(message.id)
+            checkpoint("record")
+    return recorded
+
+
+def fetch_groups(uids: list[int], sizes: dict[int, int], budget: int | None = None) -> list[list[int]]:
+    """Consecutive UIDs whose sizes add up to at most `budget` (FETCH_BYTES); a mail over
+    it goes alone. A UID of unknown size (gone since the SEARCH) costs nothing: the FETCH
+    skips it."""
+    budget = FETCH_BYTES if budget is None else budget
+    groups: list[list[int]] = []
+    total = budget + 1
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if total + size > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(uid)
+        total += size
+    return groups
 
 
 def resume_pending(app: App) -> list[Outcome]:

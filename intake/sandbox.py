@@ -3,76 +3,113 @@
 Parsing is where hostile input bites: a decompression bomb, a PDF that makes a renderer
 spin, a C library that crashes. In a separate process a hang becomes a timeout and a
 crash becomes an error we can report, and the poller itself never goes down. The worker
-is kept between files (forked once, after the parsers are imported) so the cost per file
-is one pipe round trip.
+is kept between files, so the cost per file is one pipe round trip.
+
+Workers are spawned (a fresh interpreter, not a fork): a worker inherits none of the
+poller's descriptors (a held poll lock would otherwise outlive the poll in every worker)
+and none of its memory (the settings hold passwords). It imports the parsers once when it
+starts, so that cost is paid per worker, not per file. (The fork server would share
+those imports, but its global state breaks in a process forked after it started, which
+the crash tests do.) Requests and replies are plain data:
+a JSON header plus the file's bytes or its path in the archive one way, a JSON report the
+other, rebuilt strictly (`parsers.model.report_from_json`); nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import resource
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from config.settings import LimitsSettings, ParsingSettings
 from intake.archive import sha256_hex
 from parsers.filetypes import detect_kind
-from parsers.model import FileReport, Problem, ProblemCode
+from parsers.model import FileReport, Problem, ProblemCode, report_from_json, report_to_json
 
 log = logging.getLogger(__name__)
 
 # A fresh parser process every so many files: C libraries' leaks never accumulate.
 RECYCLE_AFTER = 500
+# Imported when a worker starts, before its memory limit is measured: never per file.
+PRELOAD = ["parsers.dispatch", "parsers.pdf", "parsers.spreadsheet", "parsers.wordtables", "parsers.csvfile",
+           "parsers.recognize", "parsers.validate"]
+# A report is a few rows and problems; anything larger is not one.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+# Environment variables a worker has no use for (they may hold passwords).
+SECRET_PREFIX = "INTAKE_"
+REPORT, FAILURE = b"R", b"F"
+FAILURE_REASON = re.compile(r"memory|error:[A-Za-z_][A-Za-z0-9_]{0,60}")
 
 
-def _serve(conn: Connection, memory_bytes: int) -> None:
-    from parsers.dispatch import parse_file
+def _context() -> mp.context.BaseContext:
+    return mp.get_context("spawn")
 
+
+def _limit_memory(memory_bytes: int) -> None:
     if memory_bytes:
-        # The limit is on growth: a fork starts with its parent's whole address space,
-        # which in a long-lived process (or a test run) may already be large.
+        # The limit is on growth beyond the interpreter with the parsers imported.
         start = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         resource.setrlimit(resource.RLIMIT_AS, (start + memory_bytes, start + memory_bytes))
-    parent = os.getppid()
+
+
+def _serve(conn: Connection, memory_bytes: int, idle_poll_seconds: float = 1.0) -> None:
+    for module in PRELOAD:
+        importlib.import_module(module)
+    from parsers.dispatch import parse_file
+
+    _limit_memory(memory_bytes)
+    for key in [k for k in os.environ if k.startswith(SECRET_PREFIX)]:
+        del os.environ[key]
+    supervisor = os.getppid()
     while True:
-        # Forked siblings hold copies of each other's pipe ends, so a parent killed with
-        # SIGKILL may never produce EOF here: notice the orphaning ourselves.
-        if not conn.poll(1.0):
-            if os.getppid() != parent:
+        # Notice the orphaning ourselves (a parent killed with SIGKILL) rather than rely
+        # on EOF alone.
+        if not conn.poll(idle_poll_seconds):
+            if os.getppid() != supervisor:
                 return
             continue
         try:
-            request = conn.recv()
+            header = json.loads(conn.recv_bytes())
+            data = Path(header["path"]).read_bytes() if header["path"] else conn.recv_bytes()
         except EOFError:
             return
-        data, name, limits, parsing, parent = request
+        limits = LimitsSettings.model_validate(header["limits"])
+        parsing = ParsingSettings.model_validate(header["parsing"])
         try:
-            report: Any = parse_file(data, name, limits=limits, parsing=parsing, parent=parent)
+            report = parse_file(data, header["name"], limits=limits, parsing=parsing, parent=header["parent"])
+            reply = REPORT + report_to_json(report)
         except MemoryError:
-            report = "memory"
+            reply = FAILURE + b"memory"
         except Exception as err:  # noqa: BLE001 - parse_file should not raise; if it does, say so
-            report = f"error:{type(err).__name__}"
-        conn.send(report)
+            reply = FAILURE + f"error:{type(err).__name__}".encode()
+        del data
+        conn.send_bytes(reply)
 
 
 class ParseWorker:
-    def __init__(self, limits: LimitsSettings, parsing: ParsingSettings, memory_mb: int = 3072) -> None:
+    def __init__(self, limits: LimitsSettings, parsing: ParsingSettings, memory_mb: int = 3072,
+                 idle_poll_seconds: float = 1.0) -> None:
         self.limits = limits
         self.parsing = parsing
         self.memory_bytes = memory_mb * 1024 * 1024
+        self.idle_poll_seconds = idle_poll_seconds
+        self._settings = {"limits": limits.model_dump(mode="json"), "parsing": parsing.model_dump(mode="json")}
         self._process: mp.process.BaseProcess | None = None
         self._served = 0
         self._conn: Connection | None = None
 
     def _start(self) -> None:
-        import parsers.dispatch  # noqa: F401 - import once in the parent so every fork is warm
-
-        context = mp.get_context("fork")
+        context = _context()
         parent_conn, child_conn = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_conn, self.memory_bytes), daemon=True)
+        self._process = context.Process(
+            target=_serve, args=(child_conn, self.memory_bytes, self.idle_poll_seconds), daemon=True
+        )
         self._process.start()
         self._served = 0
         child_conn.close()
@@ -93,33 +130,74 @@ class ParseWorker:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None and self._process.is_alive() else None
 
-    def parse(self, data: bytes, name: str, parent: str | None = None) -> FileReport:
-        reply = self._ask(data, name, parent)
+    def parse(self, data: bytes, name: str, parent: str | None = None, *, seconds: float | None = None,
+              timeout_problem: Problem | None = None) -> FileReport:
+        """Parse these bytes. `seconds` (default: seconds_per_file) bounds the time; when it
+        runs out, `timeout_problem` (default: the per-file timeout) is what gets recorded."""
+        return self._parse(data, name, parent, seconds, timeout_problem)
+
+    def parse_path(self, path: Path, name: str, parent: str | None = None, *, seconds: float | None = None,
+                   timeout_problem: Problem | None = None) -> FileReport:
+        """Parse a file on disk (an archived attachment): the worker reads it, so its bytes
+        never pass through this process."""
+        return self._parse(path, name, parent, seconds, timeout_problem)
+
+    def _parse(self, source: bytes | Path, name: str, parent: str | None, seconds: float | None,
+               timeout_problem: Problem | None) -> FileReport:
+        seconds = self.limits.seconds_per_file if seconds is None else seconds
+        reply = self._ask(source, name, parent, seconds)
         if reply == "crash":
             # A worker can die of something that is not this file's fault (a leak built up
             # over thousands of files): a fresh one gets one more try before we blame it.
-            reply = self._ask(data, name, parent)
+            reply = self._ask(source, name, parent, seconds)
         if isinstance(reply, FileReport):
             return reply
+        data = source.read_bytes() if isinstance(source, Path) else source
+        if reply == "timeout" and timeout_problem is not None:
+            return _report_with(data, name, parent, timeout_problem)
         return _failed_report(data, name, parent, reply, self.limits)
 
-    def _ask(self, data: bytes, name: str, parent: str | None) -> FileReport | str:
+    def _ask(self, source: bytes | Path, name: str, parent: str | None, seconds: float) -> FileReport | str:
         if self._process is None or not self._process.is_alive() or self._served >= RECYCLE_AFTER:
             self._kill()
             self._start()
         assert self._conn is not None  # for the type checker: _start sets it
         self._served += 1
+        path = str(source) if isinstance(source, Path) else None
         try:
-            self._conn.send((data, name, self.limits, self.parsing, parent))
-            if self._conn.poll(self.limits.seconds_per_file):
-                return self._conn.recv()
-            log.warning("parsing %s took longer than %ss; worker restarted", name, self.limits.seconds_per_file)
+            self._conn.send_bytes(json.dumps({"name": name, "parent": parent, "path": path, **self._settings}).encode())
+            if path is None:
+                self._conn.send_bytes(source)
+            if self._conn.poll(max(seconds, 0.0)):
+                return _read_reply(self._conn.recv_bytes(MAX_REPLY_BYTES))
+            log.warning("parsing %s took longer than %.1fs; worker restarted", name, seconds)
             self._kill()
             return "timeout"
         except (EOFError, OSError, BrokenPipeError):
+            # OSError also covers a reply over MAX_REPLY_BYTES: the worker is not trusted again.
             log.warning("parser worker died on %s; restarted", name)
             self._kill()
             return "crash"
+        except ValueError:  # pydantic's ValidationError included
+            log.warning("parser worker sent a malformed report for %s; restarted", name)
+            self._kill()
+            return "error:malformed"
+
+
+def _read_reply(reply: bytes) -> FileReport | str:
+    """A report, or one of the failure reasons a worker may give; anything else is malformed."""
+    if reply.startswith(REPORT):
+        return report_from_json(reply[1:])
+    reason = reply[1:].decode("ascii", "replace")
+    if reply.startswith(FAILURE) and FAILURE_REASON.fullmatch(reason):
+        return reason
+    raise ValueError("malformed reply")
+
+
+def _report_with(data: bytes, name: str, parent: str | None, problem: Problem) -> FileReport:
+    return FileReport(
+        name=name, kind=detect_kind(data, name), sha256=sha256_hex(data), size=len(data), problems=[problem], parent=parent
+    )
 
 
 def _failed_report(data: bytes, name: str, parent: str | None, reason: str, limits: LimitsSettings) -> FileReport:
@@ -129,6 +207,4 @@ def _failed_report(data: bytes, name: str, parent: str | None, reason: str, limi
         problem = Problem(ProblemCode.UNSAFE_FILE, f"《{name}》处理时占用资源异常，已停止读取，请检查文件后重新发送。", name)
     else:
         problem = Problem(ProblemCode.UNREADABLE_FILE, f"《{name}》无法读取（{reason}），请另存为 xlsx 后重新发送。", name)
-    return FileReport(
-        name=name, kind=detect_kind(data, name), sha256=sha256_hex(data), size=len(data), problems=[problem], parent=parent
-    )
+    return _report_with(data, name, parent, problem)

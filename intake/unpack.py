@@ -4,15 +4,23 @@ Windows' built-in zip and many Chinese archivers store names in GBK without sett
 UTF-8 flag (bit 11), so Python shows them as cp437 mojibake; we recover the bytes and
 decode them ourselves. Sizes are enforced on the bytes actually read, not on what the
 archive claims, so a lying header cannot get a bomb past us.
+
+Limits hold per mail, not per archive (`MailBudget`): ten zips each under the limits
+still share one allowance of unpacked bytes, members, files read and seconds. Members are
+handed to `store` (the archive) as they are read, so a mail's unpacked files are never
+all in memory together.
 """
 
 from __future__ import annotations
 
 import io
+import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from config.settings import LimitsSettings
+from intake.archive import sha256_hex
 from intake.mime import safe_filename
 from parsers.filetypes import detect_kind, extension
 from parsers.model import FileKind, Problem, ProblemCode
@@ -27,7 +35,7 @@ ARCHIVE_MAGIC = {b"Rar!\x1a\x07": "rar", b"7z\xbc\xaf\x27\x1c": "7z", b"\x1f\x8b
 @dataclass
 class Member:
     name: str
-    data: bytes
+    digest: str  # sha256 of the content, as `store` returned it
     parent: str  # display path of the archive(s) it came from
 
 
@@ -55,15 +63,46 @@ def _unsafe_path(name: str) -> bool:
     )
 
 
-class _Budget:
-    def __init__(self, limits: LimitsSettings) -> None:
+class MailBudget:
+    """What one mail may cost, over all its attachments and archives: files read, seconds,
+    bytes unpacked and zip members."""
+
+    def __init__(self, limits: LimitsSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.deadline = clock() + limits.max_seconds_per_mail
+        self.files_left = limits.max_files_per_mail
         self.bytes_left = limits.max_unpacked_bytes
         self.members_left = limits.max_zip_members
 
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - self.clock())
 
-def unpack_zip(data: bytes, name: str, limits: LimitsSettings) -> Unpacked:
+    def refuse_file(self, name: str) -> Problem | None:
+        """Take one file from the budget; the problem to record instead if none is left."""
+        if self.files_left <= 0:
+            return _problem(ProblemCode.TOO_LARGE, name, f"《{name}》未读取：本邮件附件超过 {self.limits.max_files_per_mail} 个，"
+                                                         "请只发送报送所需的文件。")
+        if self.seconds_left() <= 0:
+            return self.out_of_time(name)
+        self.files_left -= 1
+        return None
+
+    def file_seconds(self) -> float:
+        """The per-file time limit, cut to what is left of the mail's."""
+        return min(self.limits.seconds_per_file, self.seconds_left())
+
+    def out_of_time(self, name: str) -> Problem:
+        return _problem(ProblemCode.TOO_LARGE, name, f"《{name}》未读取：本邮件处理时间超过 {self.limits.max_seconds_per_mail:g} 秒，"
+                                                     "请分开发送或精简文件后重新发送。")
+
+
+def unpack_zip(data: bytes, name: str, limits: LimitsSettings, *, budget: MailBudget | None = None,
+               store: Callable[[bytes], str] = sha256_hex) -> Unpacked:
+    """Members within the limits go to `store` (which returns their digest); the mail's
+    `budget` is shared with its other archives (default: a budget of its own)."""
     result = Unpacked()
-    _unpack(data, name, limits, _Budget(limits), depth=1, result=result)
+    _unpack(data, name, limits, budget or MailBudget(limits), store, depth=1, result=result)
     return result
 
 
@@ -71,7 +110,8 @@ def _problem(code: ProblemCode, file: str, message: str) -> Problem:
     return Problem(code=code, message=message, file=file)
 
 
-def _unpack(data: bytes, name: str, limits: LimitsSettings, budget: _Budget, depth: int, result: Unpacked) -> None:
+def _unpack(data: bytes, name: str, limits: LimitsSettings, budget: MailBudget, store: Callable[[bytes], str],
+            depth: int, result: Unpacked) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -97,7 +137,7 @@ def _unpack(data: bytes, name: str, limits: LimitsSettings, budget: _Budget, dep
             if budget.members_left <= 0:
                 result.problems.append(
                     _problem(ProblemCode.UNSAFE_FILE, name,
-                             f"压缩包《{name}》中的文件超过 {limits.max_zip_members} 个，其余文件未读取。")
+                             f"本邮件压缩包中的文件超过 {limits.max_zip_members} 个，《{name}》中其余文件未读取。")
                 )
                 return
             budget.members_left -= 1
@@ -125,7 +165,8 @@ def _unpack(data: bytes, name: str, limits: LimitsSettings, budget: _Budget, dep
             if len(content) > cap:
                 result.problems.append(
                     _problem(ProblemCode.TOO_LARGE if cap == limits.max_file_bytes else ProblemCode.UNSAFE_FILE, display,
-                             f"压缩包《{name}》解压后超过大小限制，《{safe_filename(raw_name)}》未读取。")
+                             f"压缩包《{name}》解压后超过大小限制（本邮件解压合计不超过 {limits.max_unpacked_bytes // (1024 * 1024)} MB），"
+                             f"《{safe_filename(raw_name)}》未读取。")
                 )
                 if cap < limits.max_file_bytes:
                     return
@@ -138,12 +179,13 @@ def _unpack(data: bytes, name: str, limits: LimitsSettings, budget: _Budget, dep
                                  f"压缩包《{name}》嵌套层数过多，《{safe_filename(raw_name)}》未解压。")
                     )
                     continue
-                _unpack(content, display, limits, budget, depth + 1, result)
+                _unpack(content, display, limits, budget, store, depth + 1, result)
                 continue
             if (problem := unsupported_archive(display, content)) is not None:
                 result.problems.append(problem)
                 continue
-            result.members.append(Member(name=safe_filename(raw_name), data=content, parent=name))
+            result.members.append(Member(name=safe_filename(raw_name), digest=store(content), parent=name))
+            del content
 
 
 def unsupported_archive(name: str, data: bytes = b"") -> Problem | None:

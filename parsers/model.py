@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from pydantic import ConfigDict, TypeAdapter
+
 
 class Severity(StrEnum):
     ERROR = "error"  # the submission is invalid
@@ -35,6 +37,8 @@ class ProblemCode(StrEnum):
     UNIT_MISMATCH = "unit_mismatch"
     UNSUPPORTED_FILE = "unsupported_file"
     SENDER_UNVERIFIED = "sender_unverified"
+    SENDER_AMBIGUOUS = "sender_ambiguous"  # From names no address, several, or an unreadable one
+    UNIT_UNCONFIRMED = "unit_unconfirmed"  # unit named by the mail, not proven by the sender
     QUARANTINED = "quarantined"
     # completeness of a submission
     MISSING_PDF = "missing_pdf"
@@ -158,3 +162,20 @@ class FileReport:
     pdf: PdfReport | None = None
     problems: list[Problem] = field(default_factory=list)
     parent: str | None = None  # the archive this file was unpacked from
+
+
+# Parser processes hand reports back as JSON, never as pickles: the parent rebuilds them
+# with a strict validator (unknown keys and wrong types are refused), so a compromised
+# parser process can send data but never make the parent build arbitrary objects.
+for _plain in (Problem, Form1Row, Form2Row, FormTable, PdfReport, FileReport):
+    _plain.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+_REPORT = TypeAdapter(FileReport)
+
+
+def report_to_json(report: FileReport) -> bytes:
+    return _REPORT.dump_json(report)
+
+
+def report_from_json(data: bytes) -> FileReport:
+    """Raises pydantic.ValidationError for anything that is not a well-formed report."""
+    return _REPORT.validate_json(data)

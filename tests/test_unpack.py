@@ -76,3 +76,25 @@ def test_an_encrypted_member_is_reported() -> None:
         at = data.find(signature)
         data[at + offset] |= 0x1
     assert codes(unpack_zip(bytes(data), "a.zip", LimitsSettings())) == ["encrypted_file"]
+
+
+def test_one_budget_is_shared_by_every_zip_of_a_mail() -> None:
+    from intake.unpack import MailBudget
+
+    limits = LimitsSettings(max_zip_members=5)
+    budget = MailBudget(limits)
+    first = unpack_zip(zip_of({f"{i}.pdf": b"x" for i in range(3)}), "a.zip", limits, budget=budget)
+    second = unpack_zip(zip_of({f"{i}.pdf": b"y" for i in range(3)}), "b.zip", limits, budget=budget)
+    assert len(first.members) == 3 and codes(first) == []
+    assert len(second.members) == 2 and codes(second) == ["unsafe_file"]
+
+
+def test_members_are_handed_to_the_store_not_kept() -> None:
+    kept: dict[str, bytes] = {}
+
+    def store(data: bytes) -> str:
+        kept[str(len(kept))] = data
+        return str(len(kept) - 1)
+
+    result = unpack_zip(zip_of({"汇总表.xlsx": b"form", "盖章件.pdf": b"scan"}), "a.zip", LimitsSettings(), store=store)
+    assert [(m.name, kept[m.digest]) for m in result.members] == [("汇总表.xlsx", b"form"), ("盖章件.pdf", b"scan")]
