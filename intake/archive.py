@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from storage.files import make_private_dir
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -48,14 +50,21 @@ class Archive:
             raise OSError(f"archive file {digest} is corrupt")
         return data
 
+    def read_start(self, area: str, digest: str, size: int) -> bytes:
+        """The first `size` bytes (fewer for a shorter file), unverified: for a mail's
+        header block, which must not cost reading the whole mail."""
+        with self.path(area, digest).open("rb") as handle:
+            return handle.read(size)
+
     def exists(self, area: str, digest: str) -> bool:
         return self.path(area, digest).exists()
 
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Temp file, fsync, rename, fsync the folder: a reader sees the whole file or none,
-    and after a crash the file is either complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    and after a crash the file is either complete or absent. The file is 0600 (mkstemp's
+    mode, whatever the umask) and new folders are 0700."""
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from imap_tools import BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
 
-from config.settings import MailboxSettings, Security
+from config.settings import MailboxSettings, Security, connection_failed, login_refused, tls_context
 from intake import __version__
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,17 @@ imaplib.Commands.setdefault("MOVE", ("SELECTED",))
 FETCH_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
 _UID = re.compile(rb"UID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 # Some servers (and every NetEase one) refuse very long UID sets; batches stay well below.
 NETWORK_ERRORS = (OSError, imaplib.IMAP4.abort, ssl.SSLError, TimeoutError)
 
 
 class MailboxError(Exception):
     """The mailbox could not be reached or answered something we did not expect."""
+
+
+class MailboxAuthError(MailboxError):
+    """The server refused the username or password: retrying soon only risks a locked account."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,12 @@ class FolderState:
 
 
 def _mailbox_class(settings: MailboxSettings) -> BaseMailBox:
+    # imaplib's default context checks nothing; ours verifies the certificate and host name.
     timeout = settings.timeout_seconds
     if settings.security is Security.SSL:
-        return MailBox(settings.host, settings.port, timeout=timeout)
+        return MailBox(settings.host, settings.port, timeout=timeout, ssl_context=tls_context(settings.ca_file))
     if settings.security is Security.STARTTLS:
-        return MailBoxStartTls(settings.host, settings.port, timeout=timeout)
+        return MailBoxStartTls(settings.host, settings.port, timeout=timeout, ssl_context=tls_context(settings.ca_file))
     return MailBoxUnencrypted(settings.host, settings.port, timeout=timeout)
 
 
@@ -81,9 +87,12 @@ def open_mailbox(settings: MailboxSettings) -> Iterator[BaseMailBox]:
         mailbox.login(settings.username, settings.password.get_secret_value(), initial_folder=None)
         send_id(mailbox)
     except MailboxLoginError as err:
-        raise MailboxError(f"登录邮箱 {settings.username}@{settings.host} 失败：{err}") from err
-    except NETWORK_ERRORS as err:
-        raise MailboxError(f"无法连接邮箱服务器 {settings.host}:{settings.port}：{err}") from err
+        mailbox.logout()  # a refused login leaves the connection open: end it now, not at GC
+        server_text = err.command_result[1] if isinstance(err.command_result, tuple) else err
+        raise MailboxAuthError(
+            login_refused("mailbox", settings.username, settings.host, settings.port, server_text)) from err
+    except NETWORK_ERRORS as err:  # certificate refusals included: connection_failed names them
+        raise MailboxError(connection_failed("mailbox", settings.host, settings.port, settings.security, err)) from err
     try:
         yield mailbox
     finally:
@@ -131,6 +140,22 @@ def uids_after(mailbox: BaseMailBox, last_uid: int) -> list[int]:
         raise MailboxError(f"UID SEARCH 失败：{data}")
     found = [int(x) for x in (data[0] or b"").split()]
     return sorted(uid for uid in found if uid > last_uid)
+
+
+def sizes(mailbox: BaseMailBox, uids: list[int]) -> dict[int, int]:
+    """RFC822.SIZE of these UIDs, bodies untouched: so large mail can be fetched alone.
+    A UID gone since the SEARCH (expunged) is simply absent."""
+    if not uids:
+        return {}
+    typ, data = mailbox.client.uid("FETCH", ",".join(map(str, uids)), "(UID RFC822.SIZE)")
+    if typ != "OK":
+        raise MailboxError(f"UID FETCH 失败：{data}")
+    found = {}
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if isinstance(line, bytes) and (uid := _UID.search(line)) and (size := _SIZE.search(line)):
+            found[int(uid.group(1))] = int(size.group(1))
+    return found
 
 
 def fetch(mailbox: BaseMailBox, uids: list[int]) -> Iterator[FetchedMessage]:

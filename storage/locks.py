@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from storage.db import Database
+from storage.files import open_private
 from storage.models import Message
 
 
@@ -88,11 +89,10 @@ def _file_lock(path: Path | None, *, wait: bool) -> Iterator[bool]:
         # An in-memory database exists only inside this one process: nothing to contend.
         yield True
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     # flock (not lockf): it belongs to the open file, so two opens in one process also
     # exclude each other, as two PostgreSQL sessions do. The file is never deleted:
     # unlinking a lock file races with a process that has just opened it.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_private(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -11,6 +11,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
+from storage.files import open_private
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -31,7 +33,7 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         yield
         return
-    with open(f"{database}.migrate.lock", "a") as handle:
+    with open(open_private(Path(f"{database}.migrate.lock")), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

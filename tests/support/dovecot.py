@@ -3,6 +3,10 @@
 Each instance has its own config, Maildir root, log and port; nothing touches the
 system's Dovecot. `imap_id_log = *` makes Dovecot log the ID command, which the tests
 read to prove ID is sent before SELECT.
+
+`Dovecot(tls="imaps")` serves implicit TLS on its port and `tls="starttls"` requires
+STARTTLS before login, both with a self-signed certificate for 127.0.0.1 and localhost
+made at start (`ca_file` is its path); the helpers below then speak TLS trusting it.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
@@ -29,8 +35,7 @@ state_dir = {root}/state
 instance_name = intake-test-{port}
 listen = 127.0.0.1
 protocols = imap
-ssl = no
-disable_plaintext_auth = no
+{ssl_settings}
 auth_mechanisms = plain login
 log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
@@ -54,6 +59,7 @@ service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
     port = {port}
+    ssl = {listener_ssl}
   }}
   inet_listener imaps {{
     port = 0
@@ -80,6 +86,44 @@ def encoded(folder: str) -> str:
     return '"' + utf7_encode(folder).decode() + '"'
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) for 127.0.0.1 and localhost, valid for a day."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intake test IMAP")])
+    now = dt.datetime.now(dt.timezone.utc)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, crl_sign=False, encipher_only=False,
+            decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,6 +144,7 @@ class Dovecot:
     root: Path = field(default_factory=new_root)
     port: int = field(default_factory=free_port)
     users: dict[str, str] = field(default_factory=lambda: {"intake@example.org": "secret"})
+    tls: Literal["none", "imaps", "starttls"] = "none"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -114,6 +159,23 @@ class Dovecot:
     def log_path(self) -> Path:
         return self.root / "dovecot.log"
 
+    @property
+    def ca_file(self) -> Path:
+        """The server's self-signed certificate: the CA a client must trust (TLS modes)."""
+        return self.root / "tls" / "cert.pem"
+
+    def _ssl_settings(self) -> str:
+        if self.tls == "none":
+            return "ssl = no\ndisable_plaintext_auth = no"
+        if not self.ca_file.exists():
+            self_signed_certificate(self.ca_file.parent)
+        # "required": no login before TLS, whichever way the connection got it.
+        return (f"ssl = required\nssl_cert = <{self.ca_file}\nssl_key = <{self.ca_file.parent / 'key.pem'}\n"
+                "disable_plaintext_auth = yes")
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
     def start(self) -> Dovecot:
         # Dovecot never runs mail processes as root: as root, the mailboxes belong to
         # Debian's "mail" user, and the instance's folder must be reachable by it.
@@ -127,7 +189,8 @@ class Dovecot:
         self.config_path.write_text(
             CONFIG.format(
                 root=self.root, port=self.port, uid=mail_user.pw_uid, gid=mail_user.pw_gid,
-                password=self.password,
+                password=self.password, ssl_settings=self._ssl_settings(),
+                listener_ssl="yes" if self.tls == "imaps" else "no",
             )
         )
         self.process = subprocess.Popen(
@@ -146,7 +209,9 @@ class Dovecot:
                 err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
                 raise RuntimeError(f"dovecot exited: {err}\n{self.log_text()}")
             try:
-                with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                with socket.create_connection((self.host, self.port), timeout=1) as raw:
+                    # Under implicit TLS the greeting comes only after the handshake.
+                    sock = self.tls_context().wrap_socket(raw, server_hostname=self.host) if self.tls == "imaps" else raw
                     if sock.recv(64).startswith(b"* OK"):
                         return
             except OSError:
@@ -189,7 +254,12 @@ class Dovecot:
         return self.users[self.username]
 
     def client(self) -> imaplib.IMAP4:
-        conn = imaplib.IMAP4(self.host, self.port)
+        if self.tls == "imaps":
+            conn = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=self.tls_context())
+        else:
+            conn = imaplib.IMAP4(self.host, self.port)
+            if self.tls == "starttls":
+                conn.starttls(self.tls_context())
         conn.login(self.username, self.password)
         return conn
 
