@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,24 +15,37 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, Settings, brief, find_config, load_settings
 from intake import __version__
+from intake.logs import add_log_file, remove_log_file, setup_logging
 
 log = logging.getLogger("intake")
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Library chatter (Alembic's migration banner, APScheduler's job lines) is not ours.
-    for noisy in ("alembic", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+class _Failure(click.ClickException):
+    """click's "Error: " prefix is English; ours reads 错误：."""
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"错误：{self.format_message()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """Whatever goes wrong ends as one Chinese line; `-v` shows the traceback instead."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.UsageError, click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as err:
+            raise _Failure(err.message) from None
+        except Exception as err:
+            if ctx.params.get("verbose"):
+                raise
+            raise _Failure(f"出现意外错误：{type(err).__name__}: {brief(err)}（加 -v 可查看详细信息）") from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="配置文件路径（默认：$INTAKE_CONFIG，否则 ./intake.toml）。")
 @click.option("-v", "--verbose", is_flag=True, help="输出调试日志。")
@@ -45,15 +59,22 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       intake demo                 # 用内置样例邮件演示完整流程
       intake --config intake.toml poll
     """
-    _setup_logging(verbose)
+    # Before anything creates a file: the database, archive and reports hold personal data.
+    # Restored when the command ends, for callers that run it in their own process (tests).
+    previous_umask = os.umask(0o077)
+    ctx.call_on_close(lambda: os.umask(previous_umask))
+    setup_logging(verbose)
     ctx.obj = {"config_path": config_path}
 
 
 def settings_from(ctx: click.Context) -> Settings:
     try:
-        return load_settings(ctx.obj["config_path"])
+        settings = load_settings(ctx.obj["config_path"])
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
+    handler = add_log_file(settings.logging, settings.resolve)
+    ctx.call_on_close(lambda: remove_log_file(handler))
+    return settings
 
 
 @contextmanager
@@ -73,19 +94,37 @@ def opened(ctx: click.Context) -> Iterator[object]:
     except ArchiveError as err:
         raise click.ClickException(f"无法写入存档（磁盘已满或无权限）：{err}。邮件未丢失，空间恢复后重新运行即可。") from None
     except OperationalError as err:
-        raise click.ClickException(f"数据库暂时不可用：{err.orig}。稍后重新运行即可。") from None
+        raise click.ClickException(f"数据库暂时不可用：{brief(err.orig)}。稍后重新运行即可，或用 intake check 检查。") from None
 
 
 @main.command()
+@click.option("--connect/--no-connect", default=None,
+              help="登录邮箱和发信服务器、连接数据库、检查存档目录（配置中有密码时默认检查）。")
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """检查配置文件是否有效。
+def check(ctx: click.Context, connect: bool | None) -> None:
+    """逐项检查配置：每个取值，以及（--connect）邮箱、发信服务器、数据库和存档目录。
+
+    每项一行：✓ 正常，! 请留意，✗ 无法正常工作（此时退出码为 1）。不发送邮件，不建文件夹，不迁移数据库。
 
     \b
     示例：intake --config intake.toml check
+          intake check --no-connect      # 只检查配置文件本身
     """
+    from intake.checks import Mark, has_credentials, run_checks
+    from storage.models import utcnow
+
     settings = settings_from(ctx)
-    click.echo(f"配置有效：{settings.campaign.name}，截止 {settings.campaign.deadline.isoformat()}，登记单位 {len(settings.units)} 个。")
+    connect = has_credentials(settings) if connect is None else connect
+    items = run_checks(settings, find_config(ctx.obj["config_path"]), connect=connect, now=utcnow())
+    for item in items:
+        click.echo(item.line())
+    failed = sum(item.mark is Mark.FAIL for item in items)
+    warned = sum(item.mark is Mark.WARN for item in items)
+    if failed:
+        click.echo(f"有 {failed} 项需要修改（✗），{warned} 项请留意（!）。")
+        ctx.exit(1)
+    click.echo(f"配置有效：{len(items) - warned} 项正常，{warned} 项请留意（!）"
+               + ("。" if connect else "；未连接服务器（加 --connect 检查）。"))
 
 
 @main.command()
@@ -96,10 +135,16 @@ def poll(ctx: click.Context) -> None:
     \b
     示例：intake poll
     """
-    from intake.runs import poll_once
+    from intake.runs import outbox_status, poll_once, unsent_lines
 
     with opened(ctx) as app:
         click.echo(poll_once(app).summary())
+        health = outbox_status(app)
+    for line in unsent_lines(health):
+        click.echo(line)
+    if health.failed or health.retrying_items:
+        # Replies that did not go out are a failure of this command, not a footnote.
+        ctx.exit(1)
 
 
 @main.command()
@@ -137,13 +182,25 @@ def status(ctx: click.Context, as_json: bool) -> None:
           intake status --json
     """
     from intake.board import board_as_dict, build_board, render_board
+    from intake.login_pause import current_pause
+    from intake.runs import unsent_lines
+    from notifications.outbox import outbox_health
+    from storage.models import utcnow
 
     with opened(ctx) as app, app.db.session() as session:
         board = build_board(session, app.settings)
+        health = outbox_health(session, app.settings, utcnow())
+        pause = current_pause(session)
         if as_json:
-            click.echo(json.dumps(board_as_dict(board), ensure_ascii=False, indent=2))
-        else:
-            render_board(board, Console())
+            document = board_as_dict(board)
+            document["outbox"] = health.as_dict()
+            document["mailbox"] = {"auth_paused_until": pause.until.isoformat() if pause else None,
+                                   "auth_pause_reason": pause.reason if pause else None}
+            click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+            return
+        render_board(board, Console())
+        for line in ([f"! {pause.describe(board.timezone)}"] if pause else []) + unsent_lines(health):
+            click.echo(line)
 
 
 @main.command()
@@ -157,6 +214,7 @@ def export(ctx: click.Context, fmt: str, out: str | None) -> None:
     示例：intake export --format json > export.json
           intake export --format xlsx --out 汇总表.xlsx
     """
+    from intake.archive import write_atomically  # 0600, new folders 0700
     from intake.export import export_document
     from notifications.workbook import build_workbook
 
@@ -164,12 +222,12 @@ def export(ctx: click.Context, fmt: str, out: str | None) -> None:
         if fmt == "xlsx":
             if not out:
                 raise click.UsageError("导出 xlsx 需要 --out 文件名。")
-            Path(out).write_bytes(build_workbook(session, app.settings))
+            write_atomically(Path(out), build_workbook(session, app.settings))
             click.echo(f"已写入 {out}")
             return
         text = json.dumps(export_document(session, app.settings), ensure_ascii=False, indent=2)
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        write_atomically(Path(out), text.encode("utf-8"))
     else:
         click.echo(text)
 
@@ -211,7 +269,74 @@ def assign(ctx: click.Context, submission_id: int, unit: str, by: str | None) ->
                 submission = assign_unit(
                     session, submission_id, unit, by=by or getpass.getuser(), now=utcnow(), registry=app.registry
                 )
-                click.echo(f"报送 {submission.id} 已指定为 {submission.unit}（{submission.status.value}）。")
+                label = status_label(submission, app.settings.campaign.deadline)
+                click.echo(f"报送 {submission.id} 已指定为 {submission.unit}（{label}）。")
+        except TrackingError as err:
+            raise click.ClickException(str(err)) from None
+
+
+def status_label(submission, deadline) -> str:  # noqa: ANN001 - a Submission, a datetime
+    """A submission's status in staff's words (never the stored enum value)."""
+    from intake.board import STATE_LABELS, state_for
+    from intake.decide import is_late
+    from notifications.digest import ARRIVAL_NOTES
+    from storage.models import SubmissionStatus
+
+    if submission.status in ARRIVAL_NOTES:
+        return ARRIVAL_NOTES[submission.status]
+    if submission.status is SubmissionStatus.IGNORED:
+        return "不计入"
+    return STATE_LABELS[state_for(submission.status, is_late(submission.message.arrived_at, deadline))]
+
+
+@main.command()
+@click.argument("submission_id", type=int)
+@click.option("--by", default=None, help="操作人（默认：当前系统用户）。")
+@click.pass_context
+def confirm(ctx: click.Context, submission_id: int, by: str | None) -> None:
+    """确认一份「待确认」的报送确属该单位（发件地址不是该单位登记的邮箱时需要）。
+
+    确认后它按到达时间参与替代；若替代了该单位已有的报送，会通知该单位登记的邮箱。
+
+    \b
+    示例：intake confirm 23 --by 娄文华
+    """
+    from intake.tracking import TrackingError, confirm as confirm_claim
+    from notifications.notices import queue_replacement_notice
+    from notifications.outbox import Outbox
+    from storage.models import utcnow
+
+    with opened(ctx) as app:
+        try:
+            with app.db.session() as session:
+                submission, replaced = confirm_claim(session, submission_id, by=by or getpass.getuser(), now=utcnow())
+                noticed = replaced is not None and queue_replacement_notice(session, app.settings, submission, replaced)
+                click.echo(f"报送 {submission.id} 已确认为 {submission.unit} 的报送。"
+                           + (f"它替代了报送 {replaced.id}，已通知该单位登记的邮箱。" if noticed else ""))
+        except TrackingError as err:
+            raise click.ClickException(str(err)) from None
+        if noticed:
+            Outbox(app.db, app.settings).send_pending()
+
+
+@main.command()
+@click.argument("submission_id", type=int)
+@click.option("--by", default=None, help="操作人（默认：当前系统用户）。")
+@click.pass_context
+def reject(ctx: click.Context, submission_id: int, by: str | None) -> None:
+    """驳回一份「待确认」的报送：它不计入该单位，该单位已有的报送不变。
+
+    \b
+    示例：intake reject 23 --by 娄文华
+    """
+    from intake.tracking import TrackingError, reject as reject_claim
+    from storage.models import utcnow
+
+    with opened(ctx) as app:
+        try:
+            with app.db.session() as session:
+                submission = reject_claim(session, submission_id, by=by or getpass.getuser(), now=utcnow())
+                click.echo(f"报送 {submission.id} 已驳回，不计入 {submission.unit}。")
         except TrackingError as err:
             raise click.ClickException(str(err)) from None
 
@@ -235,10 +360,15 @@ def digest(ctx: click.Context, send: bool, out: str | None) -> None:
     with opened(ctx) as app:
         now = utcnow()
         if send:
+            if not app.settings.digest.recipients:
+                raise click.ClickException("没有收件人：请在 [digest] recipients 填写每日汇总的收件地址。")
             with app.db.session() as session:
                 item = queue_digest(session, app.settings, now=now)
             Outbox(app.db, app.settings).send_pending()
-            click.echo("今日汇总已发送。" if item else "今日汇总此前已发送，不再重复。")
+            line, sent = digest_outcome(app, now, new=item is not None)
+            click.echo(line)
+            if not sent:
+                ctx.exit(1)
             return
         with app.db.session() as session:
             built = build_digest(session, app.settings, now=now, since=None)
@@ -249,9 +379,55 @@ def digest(ctx: click.Context, send: bool, out: str | None) -> None:
             click.echo(built.text)
 
 
+def digest_outcome(app, now, *, new: bool) -> tuple[str, bool]:  # noqa: ANN001 - App, datetime
+    """What became of today's digest, read back from its outbox row: (line, nothing wrong)."""
+    from sqlalchemy import select
+
+    from notifications.outbox import explain_send_error
+    from storage.models import OutboxItem, OutboxKind, OutboxState
+
+    with app.db.session() as session:
+        item = session.scalars(select(OutboxItem).where(OutboxItem.kind == OutboxKind.DIGEST)
+                               .order_by(OutboxItem.id.desc())).first()
+    if item is None:
+        return "今日汇总未能排队。", False
+    again = "" if new else "（今日汇总此前已排队，不重复生成）"
+    smtp = app.settings.smtp
+    if item.state is OutboxState.SENT:
+        where = f"写入 {app.settings.resolve(smtp.outbox_dir)}（mode = \"file\"，未经网络发出）" if smtp.mode == "file" else "发送"
+        return (f"今日汇总已{where}：{item.to_address}" if new else f"今日汇总此前已{where}，不再重复：{item.to_address}"), True
+    if item.state is OutboxState.SKIPPED:
+        return f'今日汇总未发送：[smtp] mode = "off"{again}', False
+    if item.state is OutboxState.FAILED:
+        return f"今日汇总发送失败，已不再重试{again}：{explain_send_error(app.settings, item.last_error)}", False
+    if item.last_error:
+        return f"今日汇总已排队，但这次未能发出，稍后自动重试{again}：{explain_send_error(app.settings, item.last_error)}", False
+    return f"今日汇总已排队，尚未发送（正在运行的 intake run 会发送）{again}。", True
+
+
+@main.command()
+@click.argument("destination", type=click.Path(file_okay=False))
+@click.pass_context
+def backup(ctx: click.Context, destination: str) -> None:
+    """备份数据库和邮件存档到 DESTINATION 下的新目录（运行中也可备份，得到一致的副本）。
+
+    恢复：停止 intake，把备份中的 intake.db 放回（或把 [database] url 指向它），[storage] path 指向备份中的 files/。
+
+    \b
+    示例：intake backup /srv/backup/intake
+    """
+    from intake.backup import BackupError, backup as make_backup
+
+    try:
+        report = make_backup(settings_from(ctx), Path(destination))
+    except BackupError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"已备份到 {report.folder}：数据库 {report.database.name}，存档文件 {report.archive_files} 个。")
+
+
 @main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="demo", show_default=True,
-              help="演示数据目录（每次运行前清空）。")
+              help="演示数据目录（由演示创建；再次运行时清空重建，其他已有目录不会被清空）。")
 @click.pass_context
 def demo(ctx: click.Context, directory: str) -> None:
     """内置演示：生成样例邮件，走完整流程（SQLite、本地邮箱、回复写成 .eml 文件），最后显示状态表。
@@ -259,9 +435,12 @@ def demo(ctx: click.Context, directory: str) -> None:
     \b
     示例：intake demo
     """
-    from intake.demo import run_demo
+    from intake.demo import DemoError, run_demo
 
-    run_demo(Path(directory), Console())
+    try:
+        run_demo(Path(directory), Console())
+    except DemoError as err:
+        raise click.ClickException(str(err)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

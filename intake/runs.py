@@ -12,8 +12,8 @@ from intake.ocr_followup import run_pending_ocr
 from intake.pipeline import Outcome, process_messages
 from intake.poller import PollReport, one_poll_at_a_time, poll_imap, poll_maildir
 from notifications.digest import Digest
-from notifications.outbox import Outbox
-from storage.models import Message, MessageState
+from notifications.outbox import Outbox, OutboxHealth, outbox_health
+from storage.models import Message, MessageState, utcnow
 
 
 def poll_once(app: App) -> PollReport:
@@ -41,8 +41,35 @@ def reprocess_messages(app: App, message_ids: list[int] | None = None) -> list[O
     return process_messages(app, list(ids), force=True)
 
 
+def outbox_status(app: App) -> OutboxHealth:
+    with app.db.session() as session:
+        return outbox_health(session, app.settings, utcnow())
+
+
+def unsent_lines(health: OutboxHealth) -> list[str]:
+    """Mail that is not out, one Chinese line each with the reason: for `poll` and `status`."""
+    lines = [f"✗ 发送失败，已不再重试（共尝试 {u.attempts} 次）：{u.to}《{u.subject}》：{u.reason}" for u in health.failed_items]
+    lines += [f"! 暂未发出，稍后自动重试（已尝试 {u.attempts} 次）：{u.to}《{u.subject}》：{u.reason}"
+              for u in health.retrying_items]
+    waiting = health.pending - len(health.retrying_items)
+    if waiting and health.oldest_pending_age_seconds is not None:
+        lines.append(f"· 另有 {waiting} 封待发送（最早的已等待 {format_age(health.oldest_pending_age_seconds)}）")
+    return lines
+
+
+def format_age(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} 秒"
+    if minutes < 60:
+        return f"{minutes} 分钟"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} 小时 {minutes} 分钟" if hours < 48 else f"{hours // 24} 天"
+
+
 def write_digest(digest: Digest, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "digest.txt").write_text(digest.text, encoding="utf-8")
-    (directory / "digest.html").write_text(digest.html, encoding="utf-8")
-    (directory / digest.filename).write_bytes(digest.workbook)
+    from intake.archive import write_atomically  # 0600 files, new folders 0700
+
+    write_atomically(directory / "digest.txt", digest.text.encode("utf-8"))
+    write_atomically(directory / "digest.html", digest.html.encode("utf-8"))
+    write_atomically(directory / digest.filename, digest.workbook)

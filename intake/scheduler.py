@@ -20,6 +20,7 @@ from imap_tools.errors import MailboxTaggedResponseError, UnexpectedCommandStatu
 
 from intake import mailbox as imap
 from intake.app import App
+from intake.login_pause import LoginPause, clear_pause, current_pause, record_pause
 from intake.ocr_followup import run_pending_ocr
 from intake.pipeline import STORAGE_ERRORS
 from intake.poller import PollReport, poll_imap, poll_maildir
@@ -32,15 +33,28 @@ log = logging.getLogger(__name__)
 
 RECOVERABLE = (imap.MailboxError, MailboxTaggedResponseError, UnexpectedCommandStatusError, *imap.NETWORK_ERRORS)
 MAX_BACKOFF = 300.0
+# Logins refused in a row before `[mailbox] auth_pause`: providers lock accounts that keep trying.
+AUTH_FAILURES_BEFORE_PAUSE = 3
 
 
 class Runner:
-    def __init__(self, app: App, *, on_poll: Callable[[PollReport], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        on_poll: Callable[[PollReport], None] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self.app = app
         self.stop_event = threading.Event()
         self.outbox = Outbox(app.db, app.settings)
         self._outbox_lock = threading.Lock()
         self.on_poll = on_poll
+        self.clock = clock
+        self.backoff = 1.0
+        self.auth_failures = 0
+        # In memory on purpose: a restart (after fixing the password) tries at once.
+        self.paused_until: dt.datetime | None = None
 
     # --- jobs ---------------------------------------------------------------------
 
@@ -81,28 +95,64 @@ class Runner:
                 self._after_poll(poll_maildir(self.app))
                 self.stop_event.wait(settings.poll_seconds)
             return
-        backoff = 1.0
         while not self.stop_event.is_set():
-            try:
-                with imap.open_mailbox(settings) as mailbox:
-                    use_idle = settings.idle and imap.supports_idle(mailbox)
-                    log.info("connected to %s (%s)", settings.host, "IDLE" if use_idle else f"poll every {settings.poll_seconds}s")
-                    while not self.stop_event.is_set():
-                        self._after_poll(poll_imap(self.app, mailbox))
-                        backoff = 1.0
-                        if use_idle:
-                            self._idle(mailbox)
-                        else:
-                            self.stop_event.wait(settings.poll_seconds)
-            except STORAGE_ERRORS as err:
-                # Before RECOVERABLE: a full disk is an OSError too, but not the mailbox's.
-                log.error("cannot store mail (%s); nothing is lost, the poll is retried in %.0fs", err, backoff)
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            except RECOVERABLE as err:
-                log.warning("mailbox unavailable (%s); reconnecting in %.0fs", err, backoff)
-                self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+            self.stop_event.wait(self.watch_once())
+
+    def watch_once(self) -> float:
+        """One connection: log in, then poll (and IDLE) until it drops or we are stopped.
+        Returns the seconds to wait before the next connection."""
+        settings = self.app.settings.mailbox
+        if self.paused_until is not None and self.clock() < self.paused_until:
+            return (self.paused_until - self.clock()).total_seconds()
+        try:
+            with imap.open_mailbox(settings) as mailbox:
+                self._logged_in()
+                use_idle = settings.idle and imap.supports_idle(mailbox)
+                log.info("connected to %s (%s)", settings.host, "IDLE" if use_idle else f"poll every {settings.poll_seconds}s")
+                while not self.stop_event.is_set():
+                    self._after_poll(poll_imap(self.app, mailbox))
+                    self.backoff = 1.0
+                    if use_idle:
+                        self._idle(mailbox)
+                    else:
+                        self.stop_event.wait(settings.poll_seconds)
+            return 0.0
+        except STORAGE_ERRORS as err:
+            # Before RECOVERABLE: a full disk is an OSError too, but not the mailbox's.
+            log.error("cannot store mail (%s); nothing is lost, the poll is retried in %.0fs", err, self.backoff)
+            return self._next_backoff()
+        except imap.MailboxAuthError as err:
+            return self._login_refused(err)
+        except RECOVERABLE as err:
+            log.warning("mailbox unavailable (%s); reconnecting in %.0fs", err, self.backoff)
+            return self._next_backoff()
+
+    def _next_backoff(self) -> float:
+        delay, self.backoff = self.backoff, min(self.backoff * 2, MAX_BACKOFF)
+        return delay
+
+    def _logged_in(self) -> None:
+        self.auth_failures, self.paused_until = 0, None
+        with self.app.db.session() as session:
+            if current_pause(session) is not None:  # a read: a login must not wait on a busy database
+                clear_pause(session)
+
+    def _login_refused(self, err: imap.MailboxAuthError) -> float:
+        """A wrong password is not a network blip: after a few refusals, stop for a while."""
+        self.auth_failures += 1
+        if self.auth_failures < AUTH_FAILURES_BEFORE_PAUSE:
+            log.warning("mailbox login refused (%s of %s before pausing; retrying in %.0fs): %s",
+                        self.auth_failures, AUTH_FAILURES_BEFORE_PAUSE, self.backoff, err)
+            return self._next_backoff()
+        pause = self.app.settings.mailbox.auth_pause
+        self.paused_until = self.clock() + pause
+        with self.app.db.session() as session:
+            record_pause(session, LoginPause(self.paused_until, str(err), self.auth_failures))
+        log.error("mailbox login refused %s times in a row: not trying again until %s (%s); fix the password "
+                  "(or the provider's authorization code) and restart to try at once: %s",
+                  self.auth_failures, self.paused_until.isoformat(timespec="seconds"), pause, err)
+        self.auth_failures, self.backoff = 0, 1.0
+        return pause.total_seconds()
 
     def _idle(self, mailbox) -> None:  # noqa: ANN001 - an imap_tools BaseMailBox
         """IDLE until the server reports new mail, the IDLE period ends, or we are stopped.

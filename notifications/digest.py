@@ -17,11 +17,14 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from intake.board import KIND_LABELS, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
+from intake.decide import is_late
+from intake.login_pause import current_pause
 from notifications.compose import build_message, enqueue
 from notifications.render import render
 from notifications.workbook import build_workbook
 from parsers.forms import FORMS
 from parsers.model import Severity
+from storage.files import safe_file_name
 from storage.models import (
     KeyValue,
     Message,
@@ -43,6 +46,13 @@ ATTENTION_WARNINGS = {
     "sender_unverified": "发件人未验证",
 }
 MAX_DETAILS = 3  # problems quoted per unit before "等 N 处"
+ARRIVAL_NOTES = {
+    SubmissionStatus.SUPERSEDED: "已被更新的报送替代",
+    SubmissionStatus.UNMATCHED: "待指定单位",
+    SubmissionStatus.HELD: "待确认，未替代该单位已有的报送",
+    SubmissionStatus.REJECTED: "已驳回",
+}
+_SOURCE_LABELS = {"sheet": "据表格汇总单位", "subject": "据邮件主题", "body": "据邮件正文", "sender": "登记邮箱但验证未通过"}
 
 
 def time_left(deadline: datetime, now: datetime) -> str:
@@ -108,7 +118,7 @@ def build_digest(session: Session, settings: Settings, *, now: datetime, since: 
         "since": local_time(since, tz) if since else None,
         "deadline": local_time(campaign.deadline, tz),
         "time_left": time_left(campaign.deadline, now),
-        "arrivals": _arrivals(session, tz, since, now),
+        "arrivals": _arrivals(session, tz, since, now, campaign.deadline),
         "board": board,
         "rows": [
             {
@@ -135,7 +145,8 @@ def build_digest(session: Session, settings: Settings, *, now: datetime, since: 
         text=text,
         html=html,
         workbook=build_workbook(session, settings, now=now, board=board),
-        filename=f"{campaign.name}汇总表-{local:%Y%m%d}.xlsx",
+        # The campaign name is configuration text: it must stay one name inside the output folder.
+        filename=safe_file_name(f"{campaign.name}汇总表-{local:%Y%m%d}.xlsx", fallback="汇总表.xlsx"),
     )
 
 
@@ -168,7 +179,7 @@ def _who(submission: Submission) -> str:
     return submission.unit or f"未识别单位（{submission.message.from_address or '发件人不明'}）"
 
 
-def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datetime) -> list[Arrival]:
+def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datetime, deadline: datetime) -> list[Arrival]:
     query = (
         select(Submission)
         .join(Submission.message)
@@ -179,8 +190,8 @@ def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datet
         query = query.where(Message.arrived_at > since)
     out = []
     for s in session.scalars(query):
-        label = STATE_LABELS[state_for(s.content_status, s.late)]
-        note = {SubmissionStatus.SUPERSEDED: "已被更新的报送替代", SubmissionStatus.UNMATCHED: "待指定单位"}.get(s.status, "")
+        label = STATE_LABELS[state_for(s.content_status, is_late(s.message.arrived_at, deadline))]
+        note = ARRIVAL_NOTES.get(s.status, "")
         out.append(Arrival(local_time(s.message.arrived_at, tz), _who(s), label, note))
     return out
 
@@ -191,6 +202,14 @@ def _attention(session: Session, board: Board) -> list[Attention]:
     unmatched = Attention(
         "未识别单位（请用 intake assign 指定）",
         [f"#{u.submission_id} {local_time(u.arrived_at, tz)} {u.sender or '发件人不明'}：{u.subject or '（无主题）'}" for u in board.unmatched],
+    )
+    pending = Attention(
+        "待确认的报送（发件地址不是该单位登记的邮箱或验证未通过；请用 intake confirm / intake reject 处理）",
+        [
+            f"#{p.submission_id} {local_time(p.arrived_at, tz)} {p.unit}（{_SOURCE_LABELS.get(p.source or '', '')}）"
+            f"← {p.sender or '发件人不明'}" + ("，暂作该单位的报送" if p.current else "，该单位已有报送不变")
+            for p in board.pending
+        ],
     )
     invalid = Attention("需修改的报送")
     warnings = {code: Attention(title) for code, title in ATTENTION_WARNINGS.items()}
@@ -224,7 +243,9 @@ def _attention(session: Session, board: Board) -> list[Attention]:
             for m in session.scalars(select(Message).where(Message.state == MessageState.QUARANTINED).order_by(Message.arrived_at))
         ],
     )
-    groups = [unmatched, invalid, *warnings.values(), late, failed, quarantined]
+    pause = current_pause(session)
+    paused = Attention("邮箱登录已暂停（请核对密码或授权码，可用 intake check 检查）", [pause.describe(tz)] if pause else [])
+    groups = [paused, pending, unmatched, invalid, *warnings.values(), late, failed, quarantined]
     return [g for g in groups if g.items]
 
 

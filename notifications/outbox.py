@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from imap_tools import AND, H, MailMessageFlags
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
-from config.settings import Security, Settings, SmtpSettings
+from config.settings import Security, Settings, SmtpSettings, certificate_refused, tls_context
 from intake.archive import write_atomically
 from intake.faults import checkpoint
 from storage.db import Database
@@ -64,8 +65,14 @@ class _Smtp:
         self.client: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
+        try:
+            return self._open()
+        except ssl.SSLCertVerificationError as err:
+            raise smtplib.SMTPException(certificate_refused("smtp", self.settings.host, self.settings.port, err)) from err
+
+    def _open(self) -> smtplib.SMTP:
         s = self.settings
-        context = ssl.create_default_context()
+        context = tls_context(s.ca_file)
         # An explicit HELO name: socket.getfqdn() can stall for seconds on a DNS lookup.
         helo = s.from_address.rpartition("@")[2] or "localhost"
         if s.security is Security.SSL:
@@ -172,7 +179,8 @@ class Outbox:
                                 OutboxItem.state == OutboxState.SENDING,
                             )
                         )
-                        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+                        # Replies to units and staff mail first: never behind strangers.
+                        .order_by(OutboxItem.priority, OutboxItem.next_attempt_at, OutboxItem.id)
                     )
                 )
             if not due:
@@ -235,6 +243,7 @@ class Outbox:
                 report.failed += 1
                 continue
             self._set([item.id], state=OutboxState.SENT, sent_at=now, last_error=None)
+            log.info("wrote %s #%s (%s) for %s", item.kind.value, item.id, item.reply_kind or "-", item.to_address)
             report.sent += 1
 
     def _send(self, due: list[int], now: dt.datetime, report: SendReport) -> None:
@@ -274,6 +283,7 @@ class Outbox:
                 note = self._keep_copy(sent_folder, item, now)
                 checkpoint("send")  # the window the Sent-folder check guards
                 self._set([item.id], state=OutboxState.SENT, sent_at=now, last_error=note)
+                log.info("sent %s #%s (%s) to %s", item.kind.value, item.id, item.reply_kind or "-", item.to_address)
                 report.sent += 1
 
     def _recover(self, item: OutboxItem, sent_folder: _SentFolder | None, now: dt.datetime) -> str:
@@ -302,3 +312,86 @@ class Outbox:
             log.warning("outbox %s: sent, but could not be copied to Sent: %s", item.id, self._describe(err))
             return f"已发送，但未能存入已发送文件夹：{self._describe(err)}"
         return None
+
+
+# --- outbox health: what `poll`, `status` and `digest --send` tell people -------------
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_SEND_ERRORS = {
+    "SMTPNotSupportedError": '发信服务器不接受登录（AUTH）：多半需要加密连接，请用 security = "ssl"（465）或 "starttls"（587）',
+    "SMTPRecipientsRefused": "收件地址被发信服务器拒绝，请核对地址",
+    "SMTPSenderRefused": "发件地址被拒绝：163/126/QQ 要求 from_address 与登录账号相同",
+    "SMTPDataError": "发信服务器拒收了这封邮件",
+    "SMTPServerDisconnected": "发信服务器中途断开了连接",
+    "SMTPConnectError": "发信服务器拒绝了连接",
+    "ConnectionRefusedError": "无法连接发信服务器：连接被拒绝，该端口没有服务在监听，请检查 [smtp] host 和 port",
+    "gaierror": "找不到发信服务器的主机名，请检查 [smtp] host",
+    "TimeoutError": "连接发信服务器超时：请检查网络、防火墙，以及端口与加密方式是否匹配（465 配 ssl，587 配 starttls）",
+    "timeout": "连接发信服务器超时：请检查网络、防火墙，以及端口与加密方式是否匹配（465 配 ssl，587 配 starttls）",
+}
+
+
+def explain_send_error(settings: Settings, last_error: str | None) -> str:
+    """A row's last_error ("SMTPAuthenticationError: (535, ...)") as one Chinese line."""
+    from config.settings import PORT_HINTS, brief, login_refused  # the same words as the IMAP side
+
+    if not last_error:
+        return "原因不明"
+    name, _, detail = last_error.partition(": ")
+    if _CJK.search(detail or name):
+        return detail or name  # already ours (a certificate refusal, a Sent-folder note)
+    smtp = settings.smtp
+    if name == "SMTPAuthenticationError":
+        return login_refused("smtp", smtp.username, smtp.host, smtp.port, detail)
+    if "WRONG_VERSION_NUMBER" in last_error:
+        reason = f'端口与加密方式不匹配（port = {smtp.port}，security = "{smtp.security}"）：{PORT_HINTS["smtp"]}'
+    elif smtp.mode == "file" and name in ("OSError", "PermissionError", "FileNotFoundError"):
+        reason = f"无法写入 {settings.resolve(smtp.outbox_dir)}（权限或磁盘空间）"
+    else:
+        reason = _SEND_ERRORS.get(name, "发送失败")
+    return f"{reason}（{brief(last_error)}）"
+
+
+@dataclass(frozen=True)
+class Unsent:
+    to: str
+    subject: str
+    reason: str
+    attempts: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"to": self.to, "subject": self.subject, "reason": self.reason, "attempts": self.attempts}
+
+
+@dataclass(frozen=True)
+class OutboxHealth:
+    pending: int  # waiting for a (first or next) attempt, or in flight
+    failed: int  # given up after max_attempts: nothing will send these
+    oldest_pending_age_seconds: float | None
+    failed_items: list[Unsent]
+    retrying_items: list[Unsent]  # pending rows whose last attempt failed
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "pending": self.pending,
+            "failed": self.failed,
+            "oldest_pending_age_seconds": self.oldest_pending_age_seconds,
+            "failed_items": [u.as_dict() for u in self.failed_items],
+            "retrying_items": [u.as_dict() for u in self.retrying_items],
+        }
+
+
+def outbox_health(session: Session, settings: Settings, now: dt.datetime) -> OutboxHealth:
+    """Mail not (yet) out, with each one's reason in Chinese."""
+    def unsent(item: OutboxItem) -> Unsent:
+        return Unsent(item.to_address, item.subject, explain_send_error(settings, item.last_error), item.attempts)
+
+    waiting = list(session.scalars(select(OutboxItem).where(OutboxItem.state.in_(DUE_STATES)).order_by(OutboxItem.created_at)))
+    failed = list(session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id)))
+    return OutboxHealth(
+        pending=len(waiting),
+        failed=len(failed),
+        oldest_pending_age_seconds=round((now - waiting[0].created_at).total_seconds(), 1) if waiting else None,
+        failed_items=[unsent(item) for item in failed],
+        retrying_items=[unsent(item) for item in waiting if item.last_error],
+    )

@@ -10,12 +10,11 @@ sent from the deadline on.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from config.settings import Settings
+from config.settings import Settings, parse_offset  # one parser: also validates the file at load
 from intake.board import STATE_LABELS, UnitState, build_board
 from notifications.compose import build_message, enqueue
 from notifications.digest import time_left
@@ -24,17 +23,7 @@ from parsers.forms import FORMS
 from storage.models import OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
-_OFFSET = re.compile(r"^\s*(\d+)\s*([dhm])\s*$", re.IGNORECASE)
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 REMIND_STATES = (UnitState.MISSING, UnitState.INCOMPLETE, UnitState.INVALID)
-
-
-def parse_offset(text: str) -> timedelta:
-    """'3d' → 3 days, '4h' → 4 hours, '30m' → 30 minutes."""
-    found = _OFFSET.match(text)
-    if not found:
-        raise ValueError(f"提醒时间「{text}」格式不对，应写作 3d、4h 或 30m")
-    return timedelta(**{_UNITS[found[2].lower()]: int(found[1])})
 
 
 def due_slot(before: list[str], deadline: datetime, now: datetime) -> str | None:

@@ -57,8 +57,9 @@ def test_the_json_export_keeps_the_contract(demo: tuple[Path, str]) -> None:
     submission = document["submissions"][0]
     assert set(submission) >= {
         "id", "message_id", "unit", "sender", "subject", "received_at", "late", "status", "reply", "files",
-        "has_pdf", "has_editable", "seal", "problems", "form1_rows", "form2_rows",
+        "has_pdf", "has_editable", "seal", "problems", "form1_rows", "form2_rows", "trust", "reply_form",
     }
+    assert {s["trust"] for s in document["submissions"]} <= {"verified", "registered", "claimed", "unknown"}
     assert set(submission["files"][0]) >= {"name", "kind", "sha256", "size"}
     assert set(submission["form1_rows"][0]) >= {
         "competition", "project", "enterprises", "private_enterprises", "workers", "private_workers", "investment"}
@@ -111,7 +112,21 @@ def test_a_broken_config_stops_with_one_line_naming_the_key(tmp_path: Path) -> N
     assert "campaign.deadline" in result.output and result.output.count("\n") == 1
 
 
-def test_check_accepts_the_shipped_example() -> None:
+def test_check_reads_the_shipped_example_and_refuses_its_placeholders() -> None:
     example = Path(__file__).parents[1] / "config" / "intake.example.toml"
     result = CliRunner().invoke(main, ["--config", str(example), "check"])
-    assert result.exit_code == 0 and "32" in result.output
+    assert result.exit_code == 1 and "登记单位 32 个" in result.output and "✗ 示例地址" in result.output
+
+
+def test_confirm_and_reject_settle_claims_and_refuse_what_needs_no_word(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"  # its own demo: the module's is changed by the assign test
+    CliRunner().invoke(main, ["demo", "--dir", str(directory)], catch_exceptions=False)
+    submissions = json.loads(invoke(directory, "export").output)["submissions"]
+    claims = [s for s in submissions if s["confirmation"] == "pending"]
+    assert len(claims) >= 1 and all(s["trust"] == "claimed" for s in claims)
+    invoke(directory, "confirm", str(claims[0]["id"]), "--by", "娄文华")
+    after = {s["id"]: s for s in json.loads(invoke(directory, "export").output)["submissions"]}
+    assert (after[claims[0]["id"]]["confirmation"], after[claims[0]["id"]]["confirmed_by"]) == ("confirmed", "娄文华")
+    trusted = next(s for s in submissions if s["trust"] in ("verified", "registered"))
+    result = CliRunner().invoke(main, ["--config", str(directory / "intake.toml"), "reject", str(trusted["id"])])
+    assert result.exit_code != 0 and "不需要确认" in result.output

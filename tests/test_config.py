@@ -72,3 +72,52 @@ def test_the_shipped_example_config_is_valid() -> None:
     kinds = [u.kind.value for u in settings.units]
     assert kinds.count("city") == 16
     assert {"industry", "organ", "enterprise"} <= set(kinds)
+
+
+# --- every value checked at load, every error in one Chinese line ---------------------------
+
+
+def test_an_unknown_time_zone_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"digest\.timezone.*Beijing.*Asia/Shanghai"):
+        load_settings(write(tmp_path, MINIMAL + '[digest]\ntimezone = "Beijing"\n'))
+
+
+def test_a_reminder_offset_the_reminder_parser_cannot_read_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"reminders\.before.*3天.*3d"):
+        load_settings(write(tmp_path, MINIMAL + '[reminders]\nbefore = ["3天"]\n'))
+
+
+def test_a_postgres_url_without_the_psycopg_driver_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"database\.url.*postgresql\+psycopg://") as refused:
+        load_settings(write(tmp_path, MINIMAL + '[database]\nurl = "postgres://intake:hunter2@db/intake"\n'))
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[campaign]\nname = "x"\n', "缺少此项"),
+        (MINIMAL + "[mailbox]\nport = \"九九三\"\n", "应为整数"),
+        (MINIMAL + "[smtp]\npasword = \"x\"\n", "不认识此项"),
+        (MINIMAL + '[mailbox]\nsecurity = "tls"\n', "只能是 'ssl', 'starttls' 或 'none'"),
+        (MINIMAL + "[mailbox]\npoll_seconds = 1\n", "不能小于 5"),
+        (MINIMAL + "[digest]\nrecipients = \"a@b.cn\"\n", "应为列表"),
+    ],
+)
+def test_pydantic_errors_are_translated(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(write(tmp_path, text))
+    message = str(refused.value)
+    assert words in message and "\n" not in message
+    assert not any(english in message for english in ("Field required", "Input should", "Extra inputs"))
+
+
+def test_auth_pause_defaults_to_thirty_minutes(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, MINIMAL)).mailbox.auth_pause.total_seconds() == 1800
+
+
+@pytest.mark.parametrize("section", ["mailbox", "smtp"])
+def test_a_password_imaplib_and_smtplib_cannot_send_is_refused_at_load(tmp_path: Path, section: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.password.*授权码") as refused:
+        load_settings(write(tmp_path, MINIMAL + f'[{section}]\npassword = "网页登录密码"\n'))
+    assert "网页登录密码" not in str(refused.value)

@@ -7,13 +7,17 @@ to answer every MAIL FROM with a 4xx to simulate a throttling provider.
 from __future__ import annotations
 
 import asyncio
+import ssl
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.support.dovecot import free_port
+from tests.support.dovecot import free_port, self_signed_certificate
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,21 @@ class _Handler:
 
 
 class SmtpSink:
-    """`SmtpSink().start()`; `.messages`; `.stop()`/`.start()`; `.refuse("421 ...")`/`.accept()`; `.hold()`/`.release()`."""
+    """`SmtpSink(users={...}, tls="starttls").start()`; `.messages`; `.stop()`/`.start()`; `.refuse("421 ...")`/`.accept()`; `.hold()`/`.release()`."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        users: dict[str, str] | None = None,
+        tls: Literal["none", "starttls", "ssl"] = "none",
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        # With users, AUTH PLAIN/LOGIN is offered (after STARTTLS when tls = "starttls").
+        self.users = users
+        self.tls = tls
+        self.ca_file: Path | None = None  # the self-signed certificate, for TLS modes
         self.messages: list[Received] = []
         self.attempts = 0  # MAIL FROM commands seen, refused or not
         self.refusal: str | None = None
@@ -71,9 +85,30 @@ class SmtpSink:
     def start(self) -> SmtpSink:
         if self._controller is None:
             # decode_data=False keeps the exact bytes the client sent.
-            self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, decode_data=False)
+            self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, decode_data=False,
+                                          **self._security())
             self._controller.start()  # returns once the server answers
         return self
+
+    def _security(self) -> dict[str, object]:
+        options: dict[str, object] = {}
+        if self.users is not None:
+            options.update(authenticator=self._authenticate, auth_require_tls=self.tls == "starttls")
+        if self.tls != "none":
+            if self.ca_file is None:
+                self.ca_file, key = self_signed_certificate(Path(tempfile.mkdtemp(prefix="intake-smtp-tls-")))
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.ca_file, self.ca_file.parent / "key.pem")
+            if self.tls == "ssl":
+                options.update(ssl_context=context)
+            else:
+                options.update(tls_context=context, require_starttls=True)
+        return options
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: object) -> AuthResult:
+        known = isinstance(auth_data, LoginPassword) and self.users.get(auth_data.login.decode()) == auth_data.password.decode()
+        return AuthResult(success=known, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     def stop(self) -> None:
         self.release()
