@@ -11,6 +11,8 @@ from pathlib import Path
 
 from config.settings import Settings
 from intake.archive import Archive
+from intake.deadline import effective_settings
+from intake.mailread import MailContent
 from intake.registry import UnitRegistry
 from intake.sandbox import ParseWorker
 from parsers.model import FileReport, Problem
@@ -18,13 +20,26 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
+# Address space a parser process may grow by, beyond the interpreter with the parsers
+# loaded: a whole mail's MIME tree costs up to ~8 times the mail (intake.mailread).
+WORKER_MEMORY_MB = 3072
+
 
 class App:
     def __init__(self, settings: Settings, *, database: Database | None = None) -> None:
+        self.file_settings = settings
         self.settings = settings
         self.db = database or Database(settings.database_url)
         self.archive = Archive(settings.resolve(settings.storage.path))
         self.registry = UnitRegistry.from_settings(settings.units)
+        self.refresh_settings()
+
+    def refresh_settings(self) -> Settings:
+        """Apply what staff changed in the database (the deadline) over the file's values;
+        a long-running process calls this before each job."""
+        with self.db.session() as session:
+            self.settings = effective_settings(self.file_settings, session)
+        return self.settings
 
     @cached_property
     def _workers(self) -> queue.Queue[ParseWorker]:
@@ -32,12 +47,12 @@ class App:
         parsing = self.settings.parsing.model_copy(update={"ocr": False})
         idle: queue.Queue[ParseWorker] = queue.Queue()
         for _ in range(self.parse_slots):
-            idle.put(ParseWorker(self.settings.limits, parsing))
+            idle.put(ParseWorker(self.settings.limits, parsing, memory_mb=WORKER_MEMORY_MB))
         return idle
 
     @cached_property
     def ocr_worker(self) -> ParseWorker:
-        return ParseWorker(self.settings.limits, self.settings.parsing)
+        return ParseWorker(self.settings.limits, self.settings.parsing, memory_mb=WORKER_MEMORY_MB)
 
     @property
     def parse_slots(self) -> int:
@@ -62,6 +77,14 @@ class App:
         worker = self._workers.get()
         try:
             return worker.parse_path(path, name, parent, seconds=seconds, timeout_problem=timeout_problem)
+        finally:
+            self._workers.put(worker)
+
+    def read_mail(self, digest: str, *, seconds: float) -> MailContent:
+        """The archived mail's body, read by a parser process (see ParseWorker.read_mail)."""
+        worker = self._workers.get()
+        try:
+            return worker.read_mail(self.archive.root, digest, seconds=seconds)
         finally:
             self._workers.put(worker)
 

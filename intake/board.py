@@ -14,13 +14,14 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, UnitKind
 from intake.decide import is_late
 from intake.tracking import current_submissions, pending_confirmations, unmatched_submissions
 from intake.trust import awaits_staff
-from storage.models import Submission, SubmissionStatus
+from storage.models import LateDecision, OutboxItem, OutboxKind, Submission, SubmissionStatus
 
 
 class UnitState(StrEnum):
@@ -29,6 +30,7 @@ class UnitState(StrEnum):
     ACCEPTED_LATE = "accepted_late"
     INCOMPLETE = "incomplete"
     INVALID = "invalid"
+    AWAITING = "awaiting"  # the record is a claim staff have not confirmed (待确认)
 
 
 STATE_LABELS = {
@@ -36,6 +38,7 @@ STATE_LABELS = {
     UnitState.ACCEPTED_LATE: "逾期受理",
     UnitState.INCOMPLETE: "材料不全",
     UnitState.INVALID: "需修改",
+    UnitState.AWAITING: "待确认",
     UnitState.MISSING: "未报送",
 }
 KIND_LABELS = {UnitKind.CITY: "城市", UnitKind.INDUSTRY: "产业", UnitKind.ORGAN: "机关", UnitKind.ENTERPRISE: "企业"}
@@ -44,9 +47,27 @@ STATE_COLOURS = {
     UnitState.ACCEPTED_LATE: "cyan",
     UnitState.INCOMPLETE: "yellow",
     UnitState.INVALID: "red",
+    UnitState.AWAITING: "magenta",
     UnitState.MISSING: "bright_black",
 }
+# The same states in the same colours wherever people see them (digest, web console).
+STATE_HEX = {
+    UnitState.ACCEPTED: "#2e7d32",
+    UnitState.ACCEPTED_LATE: "#00838f",
+    UnitState.INCOMPLETE: "#ef6c00",
+    UnitState.INVALID: "#c62828",
+    UnitState.AWAITING: "#8e24aa",
+    UnitState.MISSING: "#757575",
+}
 TIME_FORMAT = "%Y-%m-%d %H:%M"
+# What a submission that is not its unit's record says for itself.
+ARRIVAL_NOTES = {
+    SubmissionStatus.SUPERSEDED: "已被更新的报送替代",
+    SubmissionStatus.UNMATCHED: "待指定单位",
+    SubmissionStatus.HELD: "待确认，未替代该单位已有的报送",
+    SubmissionStatus.REJECTED: "已驳回",
+}
+
 
 
 def local_time(moment: datetime | None, tz: ZoneInfo) -> str:
@@ -62,10 +83,23 @@ def state_for(verdict: SubmissionStatus, late: bool) -> UnitState:
     return UnitState.INVALID
 
 
+def submission_label(submission: Submission, deadline: datetime) -> str:
+    """A submission's status in staff's words (never the stored enum value)."""
+    if submission.late_decision is LateDecision.REJECTED:
+        return "逾期不予受理"
+    if submission.status in ARRIVAL_NOTES:
+        return ARRIVAL_NOTES[submission.status]
+    if submission.status is SubmissionStatus.IGNORED:
+        return "不计入"
+    return STATE_LABELS[state_for(submission.status, is_late(submission.message.arrived_at, deadline))]
+
+
 def state_of(submission: Submission | None, deadline: datetime) -> UnitState:
     """The unit's state; lateness against today's deadline, so an extension shows at once."""
     if submission is None:
         return UnitState.MISSING
+    if awaits_staff(submission):
+        return UnitState.AWAITING
     return state_for(submission.status, is_late(submission.message.arrived_at, deadline))
 
 
@@ -82,6 +116,8 @@ class BoardRow:
     form2_rows: int = 0
     trust: str | None = None  # intake.trust level of the current submission
     awaiting: bool = False  # the current submission is a claim staff have not confirmed (待确认)
+    late_undecided: bool = False  # late, and the office has not said 受理 or 不受理 yet
+    last_reminded: datetime | None = None  # the last reminder (a slot's or a 催报) to the unit
 
 
 @dataclass
@@ -128,8 +164,22 @@ class Board:
         return [row for row in self.rows if row.state in states]
 
 
+def last_reminded(session: Session) -> dict[str, datetime]:
+    """When each unit was last sent a reminder (a slot's or a 催报): "reminder:<unit>:..."."""
+    latest: dict[str, datetime] = {}
+    rows = session.execute(
+        select(OutboxItem.dedupe_key, OutboxItem.created_at).where(OutboxItem.kind == OutboxKind.REMINDER)
+    )
+    for key, created in rows:
+        unit = key.split(":")[1] if key.count(":") >= 2 else None
+        if unit and (unit not in latest or created > latest[unit]):
+            latest[unit] = created
+    return latest
+
+
 def build_board(session: Session, settings: Settings) -> Board:
     current = current_submissions(session)
+    reminded = last_reminded(session)
     rows: list[BoardRow] = []
     counts = dict.fromkeys(UnitState, 0)
     by_kind = {kind: dict.fromkeys(UnitState, 0) for kind in UnitKind}
@@ -137,6 +187,7 @@ def build_board(session: Session, settings: Settings) -> Board:
     for unit in settings.units:
         submission = current.get(unit.name)
         row = BoardRow(unit.name, unit.kind, state_of(submission, settings.campaign.deadline))
+        row.last_reminded = reminded.get(unit.name)
         if submission is not None:
             row.submission_id = submission.id
             row.arrived_at = submission.message.arrived_at
@@ -146,6 +197,7 @@ def build_board(session: Session, settings: Settings) -> Board:
             row.form2_rows = len(submission.form2_rows)
             row.trust = submission.trust.value
             row.awaiting = awaits_staff(submission)
+            row.late_undecided = row.late and submission.late_decision is None
             for number, count in ((1, row.form1_rows), (2, row.form2_rows)):
                 by_form[number].units += count > 0
                 by_form[number].rows += count
@@ -197,6 +249,8 @@ def board_as_dict(board: Board) -> dict:
                 "form2_rows": row.form2_rows,
                 "trust": row.trust,
                 "awaiting_confirmation": row.awaiting,
+                "late_undecided": row.late_undecided,
+                "last_reminded": iso(row.last_reminded),
             }
             for row in board.rows
         ],
@@ -237,7 +291,7 @@ def render_board(board: Board, console: Console) -> None:
         table.add_row(
             escape(row.name),
             KIND_LABELS[row.kind],
-            f"[{colour}]{STATE_LABELS[row.state]}[/]" + (" [bold magenta]待确认[/]" if row.awaiting else ""),
+            f"[{colour}]{STATE_LABELS[row.state]}[/]",
             local_time(row.arrived_at, board.timezone),
             str(row.problems) if row.submission_id else "",
         )

@@ -250,98 +250,6 @@ def reprocess(ctx: click.Context, message_ids: tuple[int, ...]) -> None:
 
 
 @main.command()
-@click.argument("submission_id", type=int)
-@click.argument("unit")
-@click.option("--by", default=None, help="操作人（默认：当前系统用户）。")
-@click.pass_context
-def assign(ctx: click.Context, submission_id: int, unit: str, by: str | None) -> None:
-    """人工指定某次报送所属单位。
-
-    \b
-    示例：intake assign 17 潍坊市总工会 --by 娄文华
-    """
-    from intake.tracking import TrackingError, assign as assign_unit
-    from storage.models import utcnow
-
-    with opened(ctx) as app:
-        try:
-            with app.db.session() as session:
-                submission = assign_unit(
-                    session, submission_id, unit, by=by or getpass.getuser(), now=utcnow(), registry=app.registry
-                )
-                label = status_label(submission, app.settings.campaign.deadline)
-                click.echo(f"报送 {submission.id} 已指定为 {submission.unit}（{label}）。")
-        except TrackingError as err:
-            raise click.ClickException(str(err)) from None
-
-
-def status_label(submission, deadline) -> str:  # noqa: ANN001 - a Submission, a datetime
-    """A submission's status in staff's words (never the stored enum value)."""
-    from intake.board import STATE_LABELS, state_for
-    from intake.decide import is_late
-    from notifications.digest import ARRIVAL_NOTES
-    from storage.models import SubmissionStatus
-
-    if submission.status in ARRIVAL_NOTES:
-        return ARRIVAL_NOTES[submission.status]
-    if submission.status is SubmissionStatus.IGNORED:
-        return "不计入"
-    return STATE_LABELS[state_for(submission.status, is_late(submission.message.arrived_at, deadline))]
-
-
-@main.command()
-@click.argument("submission_id", type=int)
-@click.option("--by", default=None, help="操作人（默认：当前系统用户）。")
-@click.pass_context
-def confirm(ctx: click.Context, submission_id: int, by: str | None) -> None:
-    """确认一份「待确认」的报送确属该单位（发件地址不是该单位登记的邮箱时需要）。
-
-    确认后它按到达时间参与替代；若替代了该单位已有的报送，会通知该单位登记的邮箱。
-
-    \b
-    示例：intake confirm 23 --by 娄文华
-    """
-    from intake.tracking import TrackingError, confirm as confirm_claim
-    from notifications.notices import queue_replacement_notice
-    from notifications.outbox import Outbox
-    from storage.models import utcnow
-
-    with opened(ctx) as app:
-        try:
-            with app.db.session() as session:
-                submission, replaced = confirm_claim(session, submission_id, by=by or getpass.getuser(), now=utcnow())
-                noticed = replaced is not None and queue_replacement_notice(session, app.settings, submission, replaced)
-                click.echo(f"报送 {submission.id} 已确认为 {submission.unit} 的报送。"
-                           + (f"它替代了报送 {replaced.id}，已通知该单位登记的邮箱。" if noticed else ""))
-        except TrackingError as err:
-            raise click.ClickException(str(err)) from None
-        if noticed:
-            Outbox(app.db, app.settings).send_pending()
-
-
-@main.command()
-@click.argument("submission_id", type=int)
-@click.option("--by", default=None, help="操作人（默认：当前系统用户）。")
-@click.pass_context
-def reject(ctx: click.Context, submission_id: int, by: str | None) -> None:
-    """驳回一份「待确认」的报送：它不计入该单位，该单位已有的报送不变。
-
-    \b
-    示例：intake reject 23 --by 娄文华
-    """
-    from intake.tracking import TrackingError, reject as reject_claim
-    from storage.models import utcnow
-
-    with opened(ctx) as app:
-        try:
-            with app.db.session() as session:
-                submission = reject_claim(session, submission_id, by=by or getpass.getuser(), now=utcnow())
-                click.echo(f"报送 {submission.id} 已驳回，不计入 {submission.unit}。")
-        except TrackingError as err:
-            raise click.ClickException(str(err)) from None
-
-
-@main.command()
 @click.option("--send", is_flag=True, help="通过发件箱发送给 [digest] recipients（每天一次）。")
 @click.option("--out", type=click.Path(file_okay=False), help="把 digest.txt、digest.html 和汇总表写入此目录。")
 @click.pass_context
@@ -442,6 +350,9 @@ def demo(ctx: click.Context, directory: str) -> None:
     except DemoError as err:
         raise click.ClickException(str(err)) from None
 
+
+# Staff actions (assign, confirm, late, remind, deadline...) live in their own module.
+from intake import cli_actions  # noqa: E402, F401 - registers its commands on main
 
 if __name__ == "__main__":  # pragma: no cover
     main()

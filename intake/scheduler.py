@@ -63,11 +63,13 @@ class Runner:
             self.outbox.send_pending()
 
     def digest_job(self) -> None:
+        self.app.refresh_settings()  # staff may have moved the deadline since the last job
         with self.app.db.session() as session:
             queue_digest(session, self.app.settings, now=utcnow())
         self.send_outbox()
 
     def reminders_job(self) -> None:
+        self.app.refresh_settings()
         with self.app.db.session() as session:
             queue_reminders(session, self.app.settings, now=utcnow())
         self.send_outbox()
@@ -92,6 +94,7 @@ class Runner:
         settings = self.app.settings.mailbox
         if settings.source == "maildir":
             while not self.stop_event.is_set():
+                self.app.refresh_settings()
                 self._after_poll(poll_maildir(self.app))
                 self.stop_event.wait(settings.poll_seconds)
             return
@@ -110,6 +113,7 @@ class Runner:
                 use_idle = settings.idle and imap.supports_idle(mailbox)
                 log.info("connected to %s (%s)", settings.host, "IDLE" if use_idle else f"poll every {settings.poll_seconds}s")
                 while not self.stop_event.is_set():
+                    self.app.refresh_settings()
                     self._after_poll(poll_imap(self.app, mailbox))
                     self.backoff = 1.0
                     if use_idle:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from intake.registry import UnitRegistry
 from intake.trust import awaits_staff, is_trusted
-from storage.models import Confirmation, Message, Submission, SubmissionStatus, Trust
+from storage.models import Confirmation, LateDecision, Message, Submission, SubmissionStatus, Trust
 
 STAFF_SOURCE = "staff"
 
@@ -40,18 +40,19 @@ NOT_CURRENT = (
 
 
 def _counts(submission: Submission) -> bool:
-    # Ignored mail (auto-replies, spam) and what staff rejected never become current
-    # and never supersede.
+    # Ignored mail (auto-replies, spam), claims staff rejected and late mail staff did
+    # not accept never become current and never supersede.
     return (
         submission.content_status is not SubmissionStatus.IGNORED
         and submission.confirmation is not Confirmation.REJECTED
+        and submission.late_decision is not LateDecision.REJECTED
     )
 
 
 def _visible_status(submission: Submission) -> SubmissionStatus:
     if submission.content_status is SubmissionStatus.IGNORED:
         return SubmissionStatus.IGNORED
-    if submission.confirmation is Confirmation.REJECTED:
+    if submission.confirmation is Confirmation.REJECTED or submission.late_decision is LateDecision.REJECTED:
         return SubmissionStatus.REJECTED
     if submission.unit is None:
         return SubmissionStatus.UNMATCHED

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from intake.board import KIND_LABELS, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
+from intake.board import ARRIVAL_NOTES, KIND_LABELS, STATE_HEX, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
 from intake.decide import is_late
 from intake.login_pause import current_pause
 from notifications.compose import build_message, enqueue
@@ -46,12 +46,6 @@ ATTENTION_WARNINGS = {
     "sender_unverified": "发件人未验证",
 }
 MAX_DETAILS = 3  # problems quoted per unit before "等 N 处"
-ARRIVAL_NOTES = {
-    SubmissionStatus.SUPERSEDED: "已被更新的报送替代",
-    SubmissionStatus.UNMATCHED: "待指定单位",
-    SubmissionStatus.HELD: "待确认，未替代该单位已有的报送",
-    SubmissionStatus.REJECTED: "已驳回",
-}
 _SOURCE_LABELS = {"sheet": "据表格汇总单位", "subject": "据邮件主题", "body": "据邮件正文", "sender": "登记邮箱但验证未通过"}
 
 
@@ -132,6 +126,7 @@ def build_digest(session: Session, settings: Settings, *, now: datetime, since: 
             for r in board.rows
         ],
         "counts": [(STATE_LABELS[s], board.counts[s], s.value) for s in STATE_LABELS],
+        "colours": {state.value: colour for state, colour in STATE_HEX.items()},
         "done": done,
         "attention": attention,
         "missing": [r.name for r in board.rows_in(UnitState.MISSING)],

@@ -12,23 +12,16 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from notifications.compose import build_message, enqueue
+from notifications.reminders import unit_addresses
 from notifications.render import render
 from storage.models import OutboxItem, OutboxKind, Submission
-
-
-def registered_addresses(settings: Settings, unit_name: str) -> list[str]:
-    """A unit's own mail addresses ("@domain" entries identify senders; nobody reads them)."""
-    for unit in settings.units:
-        if unit.name == unit_name:
-            return [e.strip() for e in unit.emails if e.strip() and not e.strip().startswith("@")]
-    return []
 
 
 def queue_replacement_notice(
     session: Session, settings: Settings, submission: Submission, replaced: Submission
 ) -> OutboxItem | None:
     """Queue the notice once per confirmed submission; None when the unit has no address."""
-    addresses = registered_addresses(settings, submission.unit or "")
+    addresses = unit_addresses(settings, submission.unit or "")
     if not addresses:
         return None
     campaign = settings.campaign

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
@@ -42,40 +43,53 @@ def due_slot(before: list[str], deadline: datetime, now: datetime) -> str | None
     return min(due)[1] if due else None
 
 
+def unit_addresses(settings: Settings, unit_name: str) -> list[str]:
+    """A unit's own mail addresses; "@domain" entries identify senders, nobody reads them."""
+    for unit in settings.units:
+        if unit.name == unit_name:
+            return [e.strip() for e in unit.emails if e.strip() and not e.strip().startswith("@")]
+    return []
+
+
+def reminder_mail(settings: Settings, unit_name: str, state: UnitState, addresses: list[str], now: datetime) -> EmailMessage:
+    """The reminder one unit gets, whether a slot came (run) or staff sent it (催报)."""
+    campaign = settings.campaign
+    context = {
+        "campaign": campaign,
+        "unit": unit_name,
+        "state": state.value,
+        "state_label": STATE_LABELS[state],
+        "deadline": campaign.deadline,
+        "time_left": time_left(campaign.deadline, now),
+        "mailbox": settings.smtp.from_address,
+        "forms": [spec.short_title for spec in FORMS],
+    }
+    text, html = render("reminder", context, settings.smtp.templates_dir)
+    subject = (f"【提醒】{campaign.name}报送即将截止（{time_left(campaign.deadline, now)}）" if now < campaign.deadline
+               else f"【催报】{campaign.name}")
+    return build_message(
+        from_address=settings.smtp.from_address,
+        from_name=settings.smtp.from_name or campaign.name,
+        to=", ".join(addresses),
+        subject=subject,
+        text=text,
+        html=html,
+    )
+
+
 def queue_reminders(session: Session, settings: Settings, *, now: datetime) -> list[OutboxItem]:
     if not settings.reminders.enabled:
         return []
-    campaign = settings.campaign
-    slot = due_slot(settings.reminders.before, campaign.deadline, now)
+    slot = due_slot(settings.reminders.before, settings.campaign.deadline, now)
     if slot is None:
         return []
     board = build_board(session, settings)
-    units = {unit.name: unit for unit in settings.units}
     queued: list[OutboxItem] = []
     for row in board.rows_in(*REMIND_STATES):
-        # "@domain" entries identify senders; they are not addresses to write to.
-        addresses = [e.strip() for e in units[row.name].emails if not e.strip().startswith("@")]
+        addresses = unit_addresses(settings, row.name)
         if not addresses:
             continue
-        context = {
-            "campaign": campaign,
-            "unit": row.name,
-            "state": row.state.value,
-            "state_label": STATE_LABELS[row.state],
-            "deadline": campaign.deadline,
-            "time_left": time_left(campaign.deadline, now),
-            "mailbox": settings.smtp.from_address,
-            "forms": [spec.short_title for spec in FORMS],
-        }
-        text, html = render("reminder", context, settings.smtp.templates_dir)
-        message = build_message(
-            from_address=settings.smtp.from_address,
-            from_name=settings.smtp.from_name or campaign.name,
-            to=", ".join(addresses),
-            subject=f"【提醒】{campaign.name}报送即将截止（{time_left(campaign.deadline, now)}）",
-            text=text,
-            html=html,
-        )
+        message = reminder_mail(settings, row.name, row.state, addresses, now)
         item = enqueue(session, kind=OutboxKind.REMINDER, dedupe_key=f"reminder:{row.name}:{slot}", message=message)
         if item is not None:
             queued.append(item)

@@ -114,6 +114,18 @@ class Confirmation(StrEnum):
     REJECTED = "rejected"
 
 
+class LateDecision(StrEnum):
+    """The office's word on a late submission (the late reply promised one)."""
+
+    ACCEPTED = "accepted"  # 受理: counts as 逾期受理
+    REJECTED = "rejected"  # 不受理: never counts for the unit
+
+
+class Role(StrEnum):
+    STAFF = "staff"
+    ADMIN = "admin"  # also manages users
+
+
 class ReplyForm(StrEnum):
     FULL = "full"  # to a registered address: everything about the submission
     SHORT = "short"  # to anyone else: a fixed text that quotes nothing they wrote
@@ -132,6 +144,7 @@ class OutboxKind(StrEnum):
     DIGEST = "digest"
     REMINDER = "reminder"
     NOTICE = "notice"  # to a unit's registered address: a confirmed claim replaced its record
+    FOLLOW_UP = "follow_up"  # the office's decision on a late submission, in the mail's thread
 
 
 class MailboxCursor(Base):
@@ -215,6 +228,15 @@ class Submission(Base):
     confirmed_by: Mapped[str | None] = mapped_column(String(255))
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     reply_form: Mapped[ReplyForm | None] = mapped_column(_enum(ReplyForm))
+    late_decision: Mapped[LateDecision | None] = mapped_column(_enum(LateDecision))
+    late_note: Mapped[str | None] = mapped_column(Text)
+    late_decided_by: Mapped[str | None] = mapped_column(String(255))
+    late_decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Staff's review of what the machine flagged: the seal verdict set by a person (None:
+    # the detector's stands), and a PDF/Excel mismatch looked at.
+    seal_override: Mapped[bool | None] = mapped_column(Boolean)
+    mismatch_checked: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     message: Mapped[Message] = relationship(back_populates="submission")
     files: Mapped[list[StoredFile]] = relationship(
@@ -319,6 +341,35 @@ class OutboxItem(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+
+class User(Base):
+    """A staff account of the web console (intake user add)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[Role] = mapped_column(_enum(Role), default=Role.STAFF)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    """One act of a person (web or CLI): who, when, what, and the row before and after."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))  # e.g. "submission:12", "unit:济南市总工会"
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class KeyValue(Base):

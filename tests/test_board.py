@@ -65,7 +65,7 @@ def test_a_row_carries_its_current_submissions_facts(board: Board) -> None:
 
 
 def test_it_counts_units_by_state_by_kind_and_by_form(board: Board) -> None:
-    assert board.counts == {state: 1 for state in UnitState}
+    assert board.counts == {state: 0 if state is UnitState.AWAITING else 1 for state in UnitState}
     assert board.by_kind[UnitKind.CITY][UnitState.ACCEPTED] == 1
     assert board.by_kind[UnitKind.CITY][UnitState.ACCEPTED_LATE] == 1
     assert board.by_kind[UnitKind.ENTERPRISE][UnitState.MISSING] == 1
@@ -92,6 +92,8 @@ def test_the_dict_form_is_json_with_name_kind_and_state(board: Board) -> None:
         "form2_rows": 4,
         "trust": "registered",
         "awaiting_confirmation": False,
+        "late_undecided": True,
+        "last_reminded": None,
     }
     assert data["units"][1]["arrived_at"].startswith("2024-02-25T19:00:00+08:00")
     assert data["counts"]["missing"] == 1
@@ -129,7 +131,7 @@ def test_a_claim_standing_in_for_a_unit_is_marked_awaiting_staff(tmp_path: Path)
         settle_current(s, claim)
         board = build_board(s, make_settings())
         jinan = next(r for r in board.rows if r.name == "济南市总工会")
-        assert (jinan.trust, jinan.awaiting) == ("claimed", True)
+        assert (jinan.trust, jinan.awaiting, jinan.state) == ("claimed", True, UnitState.AWAITING)
         [pending] = board.pending
         assert (pending.submission_id, pending.unit, pending.current) == (claim.id, "济南市总工会", True)
         assert board_as_dict(board)["pending_confirmation"][0]["submission_id"] == claim.id

@@ -130,3 +130,14 @@ def test_confirm_and_reject_settle_claims_and_refuse_what_needs_no_word(tmp_path
     trusted = next(s for s in submissions if s["trust"] in ("verified", "registered"))
     result = CliRunner().invoke(main, ["--config", str(directory / "intake.toml"), "reject", str(trusted["id"])])
     assert result.exit_code != 0 and "不需要确认" in result.output
+
+
+def test_a_deadline_set_from_the_cli_applies_to_status_at_once_and_is_audited(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    CliRunner().invoke(main, ["demo", "--dir", str(directory)], catch_exceptions=False)
+    units = {u["name"]: u for u in json.loads(invoke(directory, "status", "--json").output)["units"]}
+    assert units["烟台市总工会"]["state"] == "accepted_late"
+    invoke(directory, "deadline", "2024-03-31T17:00", "--note", "延期", "--by", "娄文华")
+    units = {u["name"]: u for u in json.loads(invoke(directory, "status", "--json").output)["units"]}
+    assert units["烟台市总工会"]["state"] == "accepted"
+    assert "娄文华 修改截止时间 campaign：延期" in invoke(directory, "audit").output

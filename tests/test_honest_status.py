@@ -109,7 +109,7 @@ def test_digest_send_says_sent_when_it_was(tmp_path: Path, mailbox: Dovecot, smt
 
 
 def test_assign_prints_the_state_in_chinese_not_the_stored_value() -> None:
-    from intake.cli import status_label
+    from intake.board import submission_label as status_label
     from tests.conftest import make_submission
 
     assert status_label(make_submission(), DEADLINE) == "已受理"
