@@ -46,7 +46,8 @@ FORM1 = FormSpec(
     short_title="重点工程类",
     columns=(
         Column("competition", "竞赛名称", ValueType.TEXT, required=True, aliases=("劳动竞赛名称",)),
-        Column("project", "参赛工程项目名称", ValueType.TEXT, aliases=("参赛工程名称", "工程项目名称", "参赛项目名称")),
+        Column("project", "参赛工程项目名称", ValueType.TEXT, required=True,
+               aliases=("参赛工程名称", "工程项目名称", "参赛项目名称")),
         Column("enterprises", "预计参赛企业数", ValueType.INT, required=True, aliases=("参赛企业数",)),
         Column("private_enterprises", "预计参赛非公企业数", ValueType.INT, required=True, aliases=("参赛非公企业数",)),
         Column(

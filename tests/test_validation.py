@@ -113,3 +113,9 @@ def test_investment_under_a_wan_yuan_header_is_read_in_yi_yuan() -> None:
     report = parse(fx.xlsx(sheet), NAME)
     assert report.problems == [] and report.forms[0].rows[0].investment == Decimal("45.6")
     assert report.forms[0].totals["investment"] == Decimal("87.9")
+
+
+def test_a_form_1_row_without_its_project_name_is_missing() -> None:
+    # In 重点工程类 every row is a competition on a named project (issue 13).
+    assert problems(1, form1((1, 1, None))) == [
+        ("missing_required", "Sheet1!C5", "《济南市.xlsx》Sheet1!C5：参赛工程项目名称未填写。")]
