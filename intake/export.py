@@ -15,14 +15,22 @@ from sqlalchemy.orm import Session, selectinload
 from config.settings import Settings
 from intake.board import board_as_dict, build_board
 from intake.decide import is_late
-from parsers.forms import FORM1, FORM2
-from storage.models import Message, Submission
+from parsers.forms import FORM1, FORM2, FormSpec
+from storage.models import Form1Record, Form2Record, Message, Submission
 
 
 def _number(value: Decimal | int | None) -> float | int | None:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
+
+
+def _row(record: Form1Record | Form2Record, spec: FormSpec) -> dict[str, Any]:
+    """A row's values; a number cell the unit filled with text carries that text, and
+    `as_written` names such cells (so a reader can tell "约300" from 300)."""
+    written = record.as_written or {}
+    values = {c.field: written.get(c.field, _number(getattr(record, c.field))) for c in spec.columns}
+    return values | {"cell": record.cell, "as_written": sorted(written)}
 
 
 def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any]:
@@ -56,14 +64,8 @@ def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any
             {"code": p.code, "severity": p.severity, "message": p.message, "file": p.file, "cell": p.cell}
             for p in submission.problems
         ],
-        "form1_rows": [
-            {c.field: _number(getattr(r, c.field)) for c in FORM1.columns} | {"cell": r.cell}
-            for r in submission.form1_rows
-        ],
-        "form2_rows": [
-            {c.field: _number(getattr(r, c.field)) for c in FORM2.columns} | {"cell": r.cell}
-            for r in submission.form2_rows
-        ],
+        "form1_rows": [_row(r, FORM1) for r in submission.form1_rows],
+        "form2_rows": [_row(r, FORM2) for r in submission.form2_rows],
         "assigned_by": submission.assigned_by,
         "assigned_at": submission.assigned_at.isoformat() if submission.assigned_at else None,
         # How far the unit can be believed (intake.trust) and staff's word on a claim.

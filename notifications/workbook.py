@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.comments import Comment
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
@@ -43,7 +44,9 @@ HEADER_ROW = 3  # title, 汇总单位/填写日期, headers
 NUMBER_FORMATS = {ValueType.INT: "#,##0", ValueType.DECIMAL: "#,##0.00"}
 SEVERITY_LABELS = {Severity.ERROR.value: "错误", Severity.WARNING.value: "提示"}
 # The state is written after the unit name only where it is not plainly accepted.
-ROW_MARKS = {UnitState.ACCEPTED_LATE: "逾期", UnitState.INCOMPLETE: "材料不全", UnitState.INVALID: "需修改"}
+ROW_MARKS = {UnitState.ACCEPTED_LATE: "逾期", UnitState.INCOMPLETE: "材料不全", UnitState.INVALID: "需修改",
+             UnitState.AWAITING: "待确认"}
+WRITTEN_NOTE = "单位填写的是文字，不是数字：按原样显示，未计入合计。"
 MARK_FILL = PatternFill("solid", fgColor="FFF2CC")
 HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
 THIN = Side(style="thin", color="000000")
@@ -136,10 +139,16 @@ def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: da
         unit_text = f"{board_row.name}（{mark}）" if mark else board_row.name
         for record in submission.form1_rows if spec is FORM1 else submission.form2_rows:
             row_no += 1
-            values = [unit_text, *(getattr(record, c.field) for c in columns)]
+            written = record.as_written or {}
+            values = [unit_text, *(written.get(c.field, getattr(record, c.field)) for c in columns)]
             _body_row(ws, row_no, values, [None, *(NUMBER_FORMATS.get(c.type) for c in columns)])
             if mark:
                 ws.cell(row_no, 1).fill = MARK_FILL
+            for index, column in enumerate(columns, start=2):
+                if column.field in written:  # shown as the unit typed it, marked, left out of 合计
+                    cell = ws.cell(row_no, index)
+                    cell.fill = MARK_FILL
+                    cell.comment = Comment(WRITTEN_NOTE, "intake")
             widths = [max(w, display_width(v)) for w, v in zip(widths, values, strict=True)]
 
     total_row = row_no + 1

@@ -109,6 +109,8 @@ class Form1Row:
     private_workers: int | None
     investment: Decimal | None  # 亿元
     cell: str | None = None  # where the row starts, e.g. "Sheet1!A5"
+    # Number cells the unit filled with text ("约300"), as written: staff see what was typed.
+    as_written: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,6 +126,7 @@ class Form2Row:
     final: int | None
     final_time_place: str | None
     cell: str | None = None
+    as_written: dict[str, str] = field(default_factory=dict)  # as in Form1Row
 
 
 @dataclass

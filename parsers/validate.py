@@ -106,16 +106,19 @@ def _read_rows(checker: _Checker, layout: Layout, table: FormTable) -> dict[str,
     sums: dict[str, Decimal | None] = {f: Decimal(0) for f in spec.numeric_fields}
     for row in layout.body:
         values: dict[str, Any] = {}
+        as_written: dict[str, str] = {}
         for column in spec.columns:
             if column.type is ValueType.TEXT:
                 values[column.field] = checker.text(layout, row, column)
                 continue
             number, readable = checker.number(layout, row, column, column.required)
             values[column.field] = number
+            if not readable and (written := as_text(layout.grid.value(row, layout.columns[column.field]))):
+                as_written[column.field] = written
             total = sums[column.field]
             sums[column.field] = None if not readable or total is None else total + (number or 0)
         _check_bounds(checker, layout, row, values)
-        table.rows.append(ROW_TYPES[spec.number](**values, cell=_row_ref(layout, row)))
+        table.rows.append(ROW_TYPES[spec.number](**values, cell=_row_ref(layout, row), as_written=as_written))
     return sums
 
 

@@ -294,6 +294,7 @@ class Form1Record(Base):
     private_workers: Mapped[int | None] = mapped_column(Integer)
     investment: Mapped[Decimal | None] = mapped_column(Numeric(18, 4))
     cell: Mapped[str | None] = mapped_column(String(255))
+    as_written: Mapped[dict | None] = mapped_column(JSON)  # number cells filled with text, as typed
     submission: Mapped[Submission] = relationship(back_populates="form1_rows")
 
 
@@ -311,6 +312,7 @@ class Form2Record(Base):
     final: Mapped[int | None] = mapped_column(Integer)
     final_time_place: Mapped[str | None] = mapped_column(Text)
     cell: Mapped[str | None] = mapped_column(String(255))
+    as_written: Mapped[dict | None] = mapped_column(JSON)  # number cells filled with text, as typed
     submission: Mapped[Submission] = relationship(back_populates="form2_rows")
 
 
