@@ -24,7 +24,7 @@ from parsers.forms import FORMS, FormSpec, ValueType
 from parsers.labels import header_fields, is_total, match_header, normalize
 from parsers.model import PdfReport, Problem, ProblemCode
 from parsers.numbers import NotANumber, to_decimal
-from parsers.seal import document_seal
+from parsers.seal import SealResult, document_seal
 
 MAX_TEXT_PAGES = 10  # the two forms fill a page or two each; the rest is annexes
 MAX_SEAL_PAGES = 6
@@ -276,10 +276,11 @@ def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
                 ProblemCode.TOO_LARGE, f"《{name}》共 {pages} 页，超过 {limits.max_pdf_pages} 页的上限，"
                 "未作检查。请只发送两张汇总表的盖章扫描件。", name)]
         summary = _safely(lambda: read_text_layer(data, deadline=deadline), Summary())
-        seal = None
+        checked = SealResult(None)
         if parsing.seal_detection:
-            seal = _safely(lambda: document_seal(pdf, parsing.seal_dpi, deadline=deadline,
-                                                 max_pages=MAX_SEAL_PAGES), None)
+            checked = _safely(lambda: document_seal(pdf, parsing.seal_dpi, deadline=deadline,
+                                                    max_pages=MAX_SEAL_PAGES), checked)
+        seal = checked.found
         report = PdfReport(pages=pages, has_text=summary.has_text, seal=seal)
         if parsing.ocr and not summary.has_text:
             from parsers.ocr import read_scan  # onnxruntime loads only when OCR is on
@@ -292,6 +293,9 @@ def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
         if seal is False:
             problems.append(_problem(ProblemCode.SEAL_NOT_FOUND, f"《{name}》未检测到红色公章，请确认已盖章后扫描。",
                                      name))
+        elif checked.greyscale:
+            problems.append(_problem(ProblemCode.SEAL_UNVERIFIABLE,
+                                     f"《{name}》扫描件为黑白，无法判断是否盖章，请工作人员核对。", name))
         return report, problems
     finally:
         pdf.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -23,6 +24,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 MM_PER_INCH = 25.4
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 A4_SHORT_MM = 210.0
 # Pages smaller or larger than this are not paper as scanned: a photo saved at 72 dpi
 # gives a "page" a metre wide. Such pages are taken to be A4 across their short side.
@@ -37,9 +39,10 @@ WORKING_PX_PER_MM = 4.0
 RED_HUE_LOW, RED_HUE_HIGH = 10, 160
 MIN_SATURATION = 45  # a faded seal still has ~60; balanced paper stays under ~20
 MIN_VALUE = 70  # below this hue is noise: black text and its colour fringes
-# Share of pixels whose channels differ by more than JPEG rounding: under this the
-# image holds no colour at all, so it cannot show red.
-NEUTRAL_SPREAD, MIN_COLOUR_SHARE = 6, 0.005
+# A colour sensor leaves chroma on paper and ink; a grey image stored as RGB has none at
+# all (JPEG keeps neutral chroma exactly neutral). Under this share of pixels whose
+# channels differ by at least CHROMA_SPREAD, the image is a greyscale one.
+CHROMA_SPREAD, MIN_CHROMA_SHARE = 2, 1e-4
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,15 @@ def paper_mm(width_pt: float, height_pt: float) -> tuple[float, float]:
     return (w * scale, h * scale)
 
 
-def has_colour(bgr: np.ndarray) -> bool:
-    """Whether the image holds any colour beyond JPEG rounding (paper tint counts)."""
-    b, g, r = cv2.split(np.ascontiguousarray(bgr[::3, ::3]))
+def is_greyscale(image: np.ndarray) -> bool:
+    """Whether the image is a greyscale one (so it cannot show a red seal): one channel, or
+    three with no chroma at all. The absence of red proves nothing either way."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        return True
+    b, g, r = cv2.split(np.ascontiguousarray(image[..., :3]))
     spread = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
-    coloured = cv2.countNonZero(cv2.threshold(spread, NEUTRAL_SPREAD, 255, cv2.THRESH_BINARY)[1])
-    return coloured / spread.size >= MIN_COLOUR_SHARE
+    coloured = cv2.countNonZero(cv2.threshold(spread, CHROMA_SPREAD - 1, 255, cv2.THRESH_BINARY)[1])
+    return coloured / spread.size < MIN_CHROMA_SHARE
 
 
 def white_balance(bgr: np.ndarray) -> np.ndarray:
@@ -145,7 +151,7 @@ def _is_seal(points: np.ndarray, px_per_mm: float, window: SealWindow) -> bool:
 def detect_seal(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW) -> bool | None:
     """True: a red seal is on this page image (BGR); False: a colour image without one;
     None: a greyscale image, which cannot show one."""
-    if image.ndim == 2 or image.shape[2] == 1 or not has_colour(image[..., :3]):
+    if is_greyscale(image):
         return None
     if px_per_mm > WORKING_PX_PER_MM:
         # A 28 mm seal is still ~110 px across at this scale; the work shrinks with the square.
@@ -161,6 +167,10 @@ def detect_seal(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW
 
 
 def _any_seal(mask: np.ndarray, px_per_mm: float, window: SealWindow, gap_mm: float) -> bool:
+    return next(_seal_boxes(mask, px_per_mm, window, gap_mm), None) is not None
+
+
+def _seal_boxes(mask: np.ndarray, px_per_mm: float, window: SealWindow, gap_mm: float) -> Iterator[Box]:
     join = max(3, round(gap_mm * px_per_mm)) | 1
     groups = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(groups, connectivity=8)
@@ -172,8 +182,29 @@ def _any_seal(mask: np.ndarray, px_per_mm: float, window: SealWindow, gap_mm: fl
         box = labels[y:y + h, x:x + w] == i
         ys, xs = np.nonzero(box & (mask[y:y + h, x:x + w] > 0))
         if len(xs) >= 5 and _is_seal(np.column_stack([xs + x, ys + y]), px_per_mm, window):
-            return True
-    return False
+            yield (int(x), int(y), int(w), int(h))
+
+
+def seal_boxes(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW) -> list[Box]:
+    """Where the seals on a page image (BGR) are, as (x, y, width, height) in its pixels:
+    the same test as detect_seal, for staff to see what it found."""
+    if is_greyscale(image):
+        return []
+    factor = 1.0
+    if px_per_mm > WORKING_PX_PER_MM:
+        factor = WORKING_PX_PER_MM / px_per_mm
+        image = cv2.resize(image[..., :3], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        px_per_mm = WORKING_PX_PER_MM
+    mask = red_mask(np.ascontiguousarray(image[..., :3]))
+    if not mask.any():
+        return []
+    mask = _without_lines(cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)), px_per_mm, window)
+    found: list[Box] = []
+    for gap in window.group_mm:
+        found = list(_seal_boxes(mask, px_per_mm, window, gap))
+        if found:
+            break
+    return [tuple(round(v / factor) for v in box) for box in found]  # type: ignore[misc]
 
 
 # --- pages of a PDF ---------------------------------------------------------------------
@@ -242,10 +273,20 @@ def page_order(pages: int, cap: int) -> list[int]:
     return [i for i in order if 0 <= i < pages][:cap]
 
 
-def document_seal(pdf: pdfium.PdfDocument, dpi: int, *, deadline: float, max_pages: int = 6) -> bool | None:
+@dataclass(frozen=True)
+class SealResult:
+    """found: True (a seal), False (colour pages, none shows one), None (nothing proved);
+    greyscale: some checked page was a greyscale scan, which cannot show a red seal."""
+
+    found: bool | None
+    greyscale: bool = False
+
+
+def document_seal(pdf: pdfium.PdfDocument, dpi: int, *, deadline: float, max_pages: int = 6) -> SealResult:
     """True if any checked page shows a seal; False if some page is in colour and none
     does; None if no page could prove either (grey scans, or out of time)."""
     verdict: bool | None = None
+    greyscale = False
     for index in page_order(len(pdf), max_pages):
         if time.monotonic() > deadline:
             break
@@ -259,7 +300,8 @@ def document_seal(pdf: pdfium.PdfDocument, dpi: int, *, deadline: float, max_pag
             # A page drawn, not scanned, in black only: it is in "colour" and has no seal.
             found = False
         if found:
-            return True
+            return SealResult(True)
         if found is False:
             verdict = False
-    return verdict
+        greyscale = greyscale or found is None
+    return SealResult(verdict, greyscale=greyscale and verdict is None)

@@ -98,9 +98,17 @@ def test_it_warns_when_a_colour_scan_has_no_seal() -> None:
                                 file="无章.pdf")]
 
 
-def test_it_does_not_warn_about_a_grey_scan_it_cannot_verify() -> None:
-    report, problems = inspect(scans.grey_sealed_scan())
-    assert report is not None and report.seal is None and problems == []
+def test_a_grey_scan_has_no_seal_verdict_and_a_staff_warning_that_it_cannot_be_verified() -> None:
+    report, problems = inspect(scans.grey_sealed_scan(), "黑白.pdf")
+    assert report is not None and report.seal is None
+    assert problems == [Problem(ProblemCode.SEAL_UNVERIFIABLE, "《黑白.pdf》扫描件为黑白，无法判断是否盖章，请工作人员核对。",
+                                file="黑白.pdf")]
+
+
+def test_a_colour_scan_of_white_paper_without_a_seal_is_not_taken_for_a_grey_one() -> None:
+    report, problems = inspect(scans.neutral_unsealed_scan(), "无章.pdf")
+    assert report is not None and report.seal is False
+    assert [p.code for p in problems] == [ProblemCode.SEAL_NOT_FOUND]
 
 
 def test_it_gives_no_seal_verdict_when_detection_is_off() -> None:

@@ -19,7 +19,7 @@ DPI = 150
 def verdict(data: bytes) -> bool | None:
     pdf = pdfium.PdfDocument(data)
     try:
-        return document_seal(pdf, DPI, deadline=time.monotonic() + 60)
+        return document_seal(pdf, DPI, deadline=time.monotonic() + 60).found
     finally:
         pdf.close()
 
@@ -31,8 +31,10 @@ def verdict(data: bytes) -> bool | None:
     (scans.two_page_scan, True),
     (scans.rotated_sealed_scan, True),
     (scans.unsealed_scan, False),
+    (scans.neutral_unsealed_scan, False),
     (scans.red_lines_scan, False),
     (scans.grey_sealed_scan, None),
+    (scans.grey_unsealed_scan, None),
 ], ids=lambda v: getattr(v, "__name__", str(v)))
 def test_it_gives_the_right_seal_verdict_for_each_kind_of_scan(make: Callable[[], bytes], expected: bool | None) -> None:
     assert verdict(make()) is expected
@@ -82,3 +84,16 @@ def test_a_seal_twice_too_big_for_the_paper_is_not_a_seal() -> None:
     """A page image read at half its real scale shows an 80 mm 'seal': no 公章 is that big."""
     shot = page_image(pdfium.PdfDocument(scans.sealed_scan())[0], DPI)
     assert detect_seal(shot.pixels, shot.px_per_mm / 2) is False
+
+
+def test_a_greyscale_scan_is_reported_as_greyscale_and_a_colour_one_is_not() -> None:
+    def result(data: bytes):  # noqa: ANN202
+        pdf = pdfium.PdfDocument(data)
+        try:
+            return document_seal(pdf, DPI, deadline=time.monotonic() + 60)
+        finally:
+            pdf.close()
+
+    assert result(scans.grey_unsealed_scan()).greyscale is True
+    assert result(scans.neutral_unsealed_scan()).greyscale is False
+    assert result(scans.sealed_scan()).greyscale is False
