@@ -1,8 +1,10 @@
 """One current submission per unit: the newest trusted one by arrival; older ones stay, superseded.
 
-The current one is recomputed from the whole history of the unit every time, so the
-result does not depend on the order mails are processed in (a retried older mail that
-is processed after a newer one still ends up superseded).
+A new arrival is linked between its two neighbours by arrival time (two indexed lookups),
+so the cost does not grow with the unit's history; the result does not depend on the
+order mails are processed in (a retried older mail that is processed after a newer one
+still ends up superseded). Rare changes (a reprocess, a staff decision, the unit's first
+trusted mail after claims) settle the whole unit again.
 
 Only a trusted submission (intake.trust: a registered address, or one staff confirmed)
 replaces another. A claimed one waits for staff (status `held`, 待确认) while the unit
@@ -15,11 +17,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from intake.registry import UnitRegistry
-from intake.trust import awaits_staff, is_trusted
+from intake.trust import TRUSTED, awaits_staff, is_trusted
 from storage.models import Confirmation, LateDecision, Message, Submission, SubmissionStatus, Trust
 
 STAFF_SOURCE = "staff"
@@ -114,9 +116,59 @@ def settle_current(session: Session, submission: Submission) -> Submission | Non
             Submission.status.not_in(NOT_CURRENT),
         )
     ).first()
-    newest = _settle_unit(session, submission.unit)
+    if left or submission.superseded_by_id is not None:
+        newest = _settle_unit(session, submission.unit)  # it was linked already: redo the unit
+    else:
+        newest = _link(session, submission)
     session.flush()
     return previous if newest is submission else None
+
+
+def _counted_clause() -> ColumnElement[bool]:
+    """_counts as SQL."""
+    return and_(
+        Submission.content_status != SubmissionStatus.IGNORED,
+        or_(Submission.confirmation.is_(None), Submission.confirmation != Confirmation.REJECTED),
+        or_(Submission.late_decision.is_(None), Submission.late_decision != LateDecision.REJECTED),
+    )
+
+
+def _trusted_clause() -> ColumnElement[bool]:
+    """intake.trust.is_trusted as SQL."""
+    return or_(Submission.trust.in_(tuple(TRUSTED)), Submission.confirmation == Confirmation.CONFIRMED)
+
+
+def _link(session: Session, submission: Submission) -> Submission | None:
+    """Put a submission that nothing links to into its unit's chain between its two
+    neighbours by arrival: two indexed lookups instead of loading the unit's history.
+    Falls back to settling the whole unit when the chain changes kind (the unit's first
+    trusted submission arrives: its claims all go back to waiting)."""
+    others = select(Submission).join(Submission.message).where(
+        Submission.unit == submission.unit, Submission.id != submission.id, _counted_clause()
+    )
+    trusted_exists = session.scalar(select(others.where(_trusted_clause()).exists())) or False
+    if is_trusted(submission) and not trusted_exists:
+        return _settle_unit(session, submission.unit)
+    if not is_trusted(submission) and trusted_exists:
+        submission.status = SubmissionStatus.HELD  # a claim waits; the trusted chain stands
+        submission.superseded_by_id = None
+        return None
+    chain = others.where(_trusted_clause()) if trusted_exists else others
+    arrived = submission.message.arrived_at
+    earlier = or_(Message.arrived_at < arrived, and_(Message.arrived_at == arrived, Submission.id < submission.id))
+    later = or_(Message.arrived_at > arrived, and_(Message.arrived_at == arrived, Submission.id > submission.id))
+    before = session.scalars(chain.where(earlier).order_by(Message.arrived_at.desc(), Submission.id.desc()).limit(1)).first()
+    after = session.scalars(chain.where(later).order_by(Message.arrived_at, Submission.id).limit(1)).first()
+    if before is not None:
+        before.status = SubmissionStatus.SUPERSEDED
+        before.superseded_by_id = submission.id
+    if after is not None:
+        submission.status = SubmissionStatus.SUPERSEDED
+        submission.superseded_by_id = after.id
+        return None
+    submission.status = _visible_status(submission)
+    submission.superseded_by_id = None
+    return submission
 
 
 def assign(

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from intake.registry import UnitRegistry
-from intake.tracking import TrackingError, assign, confirm, current_submissions, reject, settle_current
+from intake.tracking import TrackingError, _settle_unit, assign, confirm, current_submissions, reject, settle_current
 from storage.db import Database
 from storage.models import Confirmation, Submission, SubmissionStatus, Trust
 from tests.support.submissions import add_submission, before_deadline, make_db, make_settings
@@ -181,3 +185,33 @@ def test_confirm_refuses_a_submission_that_needs_no_confirmation(db: Database) -
         genuine, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
         with pytest.raises(TrackingError, match="不需要确认"):
             confirm(s, genuine.id, by="王芳", now=NOW)
+
+
+# Linking by neighbours gives exactly the chain a full settle of the unit gives.
+
+ARRIVALS = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=20), st.sampled_from([Trust.REGISTERED, Trust.VERIFIED, Trust.CLAIMED])),
+    min_size=1, max_size=12,
+)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(arrivals=ARRIVALS, order=st.randoms(use_true_random=False))
+def test_linking_by_neighbours_in_any_processing_order_equals_a_full_settle(
+    tmp_path_factory: pytest.TempPathFactory, arrivals: list, order: random.Random
+) -> None:
+    db = make_db(tmp_path_factory.mktemp("chain"))
+    try:
+        with db.session() as s:
+            order.shuffle(arrivals)  # the order mails happen to be processed in
+            subs = []
+            for hours, trust in arrivals:
+                subs.append(add_submission(s, unit="济南市总工会", arrived_at=before_deadline(days=2) + timedelta(hours=hours),
+                                           trust=trust, subject=f"{len(subs)}"))
+                settle_current(s, subs[-1])
+            incremental = [(x.id, x.status, x.superseded_by_id) for x in subs]
+            _settle_unit(s, "济南市总工会")
+            s.flush()
+            assert [(x.id, x.status, x.superseded_by_id) for x in subs] == incremental
+    finally:
+        db.dispose()
