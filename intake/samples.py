@@ -82,6 +82,13 @@ def form_workbook(spec: FormSpec, title: str, unit: str, rows: list[tuple], *, n
 
 def scanned_pdf(*, seal: bool = True, dpi: int = 150) -> bytes:
     """An image-only A4 'scan' of a printed table, with a red round seal when asked."""
+    buffer = io.BytesIO()
+    scanned_page(seal=seal, dpi=dpi).save(buffer, "PDF", resolution=dpi)
+    return buffer.getvalue()
+
+
+def scanned_page(*, seal: bool = True, dpi: int = 150) -> Image.Image:
+    """The A4 page image of `scanned_pdf` (also the page image of an OFD)."""
     width, height = int(8.27 * dpi), int(11.69 * dpi)
     page = Image.new("RGB", (width, height), (246, 242, 231))  # a colour scan sees paper as warm
     draw = ImageDraw.Draw(page)
@@ -107,9 +114,7 @@ def scanned_pdf(*, seal: bool = True, dpi: int = 150) -> bytes:
             angle = 200 + k * 10
             bx, by = cx + r * 0.72 * _cos(angle), cy + r * 0.72 * _sin(angle)
             draw.rectangle([bx - 6, by - 6, bx + 6, by + 6], fill=red)
-    buffer = io.BytesIO()
-    page.save(buffer, "PDF", resolution=dpi)
-    return buffer.getvalue()
+    return page
 
 
 def _cos(degrees: float) -> float:

@@ -266,6 +266,8 @@ class StoredFile(Base):
     parent: Mapped[str | None] = mapped_column(Text)
     pdf_pages: Mapped[int | None] = mapped_column(Integer)
     seal: Mapped[bool | None] = mapped_column(Boolean)
+    seal_kind: Mapped[str | None] = mapped_column(String(16))  # "scan" | "electronic" (parsers.model.SealKind)
+    signer: Mapped[str | None] = mapped_column(Text)  # an electronic seal's signer, from its certificate
     submission: Mapped[Submission] = relationship(back_populates="files")
 
 
