@@ -277,6 +277,7 @@ class ParsingSettings(_Section):
     seal_detection: bool = True
     ocr: bool = False
     seal_dpi: Annotated[int, Field(ge=72, le=400)] = 150
+    photos_as_scan: bool = True  # a JPG/PNG/HEIC photo of the stamped form counts as the scan
     workers: Annotated[int, Field(ge=0, le=16)] = 0  # parser processes; 0: one per core, at most 2
 
 
@@ -350,6 +351,29 @@ class LoggingSettings(_Section):
     json_lines: bool = False  # one JSON object per line, for log shippers
 
 
+class WebSettings(_Section):
+    """The staff console (`intake web`, or inside `intake run` when enabled)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # The path prefix a reverse proxy serves the console under, e.g. "/intake".
+    base_path: str = ""
+    # Signing key of the session cookie; default: a 0600 file made once in the data folder.
+    secret_key_file: Path | None = None
+    session_idle_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
+    # Only these peers' X-Forwarded-Proto/For are believed (the reverse proxy).
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+
+    @field_validator("base_path")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (not value.startswith("/") or any(c in value for c in "?#\\ ")):
+            raise ValueError(f"路径前缀「{value}」应以 / 开头，例如 \"/intake\"")
+        return value
+
+
 class UnitSettings(_Section):
     name: str
     kind: UnitKind
@@ -369,6 +393,7 @@ class Settings(_Section):
     reminders: RemindersSettings = RemindersSettings()
     authenticity: AuthenticitySettings = AuthenticitySettings()
     logging: LoggingSettings = LoggingSettings()
+    web: WebSettings = WebSettings()
     units: list[UnitSettings] = []
     # Relative paths in the file are taken from the file's folder.
     base_dir: Path = Path(".")

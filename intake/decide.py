@@ -29,7 +29,8 @@ class Completeness:
 
 def completeness(reports: Iterable[FileReport]) -> Completeness:
     reports = list(reports)
-    has_pdf = any(r.kind is FileKind.PDF for r in reports)
+    # A photo taken as the stamped copy stands in for the scan (parsers.photo); an OFD is one.
+    has_pdf = any(r.kind in (FileKind.PDF, FileKind.OFD, FileKind.PHOTO) for r in reports)
     has_editable = any(r.kind.editable for r in reports)
     problems: list[Problem] = []
     if not reports:

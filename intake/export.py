@@ -54,7 +54,8 @@ def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any
         "sheet_unit": submission.sheet_unit,
         "files": [
             {"name": f.name, "kind": f.kind, "sha256": f.sha256, "size": f.size, "parent": f.parent,
-             "pages": f.pdf_pages, "seal": f.seal, "seal_kind": f.seal_kind, "signer": f.signer}
+             "pages": f.pdf_pages, "seal": f.seal, "seal_kind": f.seal_kind, "signer": f.signer,
+             "derived_pdf_sha256": f.derived_sha256}
             for f in submission.files
         ],
         "has_pdf": submission.has_pdf,

@@ -41,9 +41,11 @@ XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Warnings staff must look at on a unit's current submission, in the digest's order.
 ATTENTION_WARNINGS = {
     "seal_not_found": "未见公章",
+    "e_seal_unverified": "电子签章待人工核实",
     "pdf_mismatch": "PDF 与 Excel 不一致",
     "unit_mismatch": "单位不一致",
     "sender_unverified": "发件人未验证",
+    "photo_not_pdf": "照片代替扫描件",
 }
 MAX_DETAILS = 3  # problems quoted per unit before "等 N 处"
 _SOURCE_LABELS = {"sheet": "据表格汇总单位", "subject": "据邮件主题", "body": "据邮件正文", "sender": "登记邮箱但验证未通过"}
@@ -72,9 +74,23 @@ class Arrival:
 
 
 @dataclass
+class AttentionItem:
+    text: str
+    submission_id: int | None = None  # what the web console links to
+
+
+@dataclass
 class Attention:
     title: str  # e.g. 未见公章
-    items: list[str] = field(default_factory=list)
+    entries: list[AttentionItem] = field(default_factory=list)
+    key: str = ""  # stable name of the group (web console ids)
+
+    @property
+    def items(self) -> list[str]:
+        return [entry.text for entry in self.entries]
+
+    def add(self, text: str, submission_id: int | None = None) -> None:
+        self.entries.append(AttentionItem(text, submission_id))
 
 
 @dataclass
@@ -100,7 +116,7 @@ def build_digest(session: Session, settings: Settings, *, now: datetime, since: 
     tz = board.timezone
     campaign = settings.campaign
     done = board.counts[UnitState.ACCEPTED] + board.counts[UnitState.ACCEPTED_LATE]
-    attention = _attention(session, board)
+    attention = attention_groups(session, board)
     pending = sum(len(a.items) for a in attention)
     local = now.astimezone(tz)
     subject = f"【每日汇总】{campaign.name} {local.month}月{local.day}日：已受理 {done}/{len(board.rows)}，未报送 {board.counts[UnitState.MISSING]}"
@@ -191,24 +207,26 @@ def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datet
     return out
 
 
-def _attention(session: Session, board: Board) -> list[Attention]:
-    """What a person must settle, grouped; empty groups are dropped."""
+def attention_groups(session: Session, board: Board, *, console: bool = False) -> list[Attention]:
+    """What a person must settle, grouped; empty groups are dropped. The digest and the web
+    console's 待处理 page both read this, so they never disagree; the console (console=True)
+    also lists what staff settle there: late mail awaiting a decision, seals that could
+    not be judged, and each quarantined mail's reason."""
     tz = board.timezone
-    unmatched = Attention(
-        "未识别单位（请用 intake assign 指定）",
-        [f"#{u.submission_id} {local_time(u.arrived_at, tz)} {u.sender or '发件人不明'}：{u.subject or '（无主题）'}" for u in board.unmatched],
-    )
+    unmatched = Attention("未识别单位（请用 intake assign 指定）", key="unmatched")
+    for u in board.unmatched:
+        unmatched.add(f"#{u.submission_id} {local_time(u.arrived_at, tz)} {u.sender or '发件人不明'}：{u.subject or '（无主题）'}",
+                      u.submission_id)
     pending = Attention(
-        "待确认的报送（发件地址不是该单位登记的邮箱或验证未通过；请用 intake confirm / intake reject 处理）",
-        [
-            f"#{p.submission_id} {local_time(p.arrived_at, tz)} {p.unit}（{_SOURCE_LABELS.get(p.source or '', '')}）"
-            f"← {p.sender or '发件人不明'}" + ("，暂作该单位的报送" if p.current else "，该单位已有报送不变")
-            for p in board.pending
-        ],
-    )
-    invalid = Attention("需修改的报送")
-    warnings = {code: Attention(title) for code, title in ATTENTION_WARNINGS.items()}
-    late = Attention("逾期报送")
+        "待确认的报送（发件地址不是该单位登记的邮箱或验证未通过；请用 intake confirm / intake reject 处理）", key="pending")
+    for p in board.pending:
+        pending.add(f"#{p.submission_id} {local_time(p.arrived_at, tz)} {p.unit}（{_SOURCE_LABELS.get(p.source or '', '')}）"
+                    f"← {p.sender or '发件人不明'}" + ("，暂作该单位的报送" if p.current else "，该单位已有报送不变"),
+                    p.submission_id)
+    invalid = Attention("需修改的报送", key="invalid")
+    warnings = {code: Attention(title, key=code) for code, title in ATTENTION_WARNINGS.items()}
+    late = Attention("逾期报送（待决定受理或不受理）" if console else "逾期报送", key="late")
+    unverifiable = Attention("无法判断是否盖章（如灰度扫描）", key="seal_unverifiable")
     for row in board.rows:
         submission = board.current.get(row.name)
         if submission is None:
@@ -218,30 +236,35 @@ def _attention(session: Session, board: Board) -> list[Attention]:
             # Problem messages name their file and cell already.
             details = "；".join(p.message for p in errors[:MAX_DETAILS])
             more = f" 等 {len(errors)} 处" if len(errors) > MAX_DETAILS else ""
-            invalid.items.append(f"{row.name}：{details}{more}")
+            invalid.add(f"{row.name}：{details}{more}", submission.id)
         for p in submission.problems:
-            if p.code in warnings:
-                warnings[p.code].items.append(f"{row.name}：{p.message}")
-        if row.late:
-            late.items.append(f"{row.name}：{local_time(row.arrived_at, tz)} 到达")
-    failed = Attention(
-        "发送失败的邮件",
-        [
-            f"{o.to_address}：{o.subject}（{o.last_error or '原因不明'}）"
-            for o in session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id))
-        ],
-    )
-    quarantined = Attention(
-        "无法处理的邮件（已隔离）",
-        [
-            f"{local_time(m.arrived_at, tz)} {m.from_address or '发件人不明'}：{m.subject or '（无主题）'}"
-            for m in session.scalars(select(Message).where(Message.state == MessageState.QUARANTINED).order_by(Message.arrived_at))
-        ],
-    )
+            if p.code in warnings and not _settled(submission, p.code):
+                warnings[p.code].add(f"{row.name}：{p.message}", submission.id)
+        if row.late and (row.late_undecided or not console):
+            late.add(f"{row.name}：{local_time(row.arrived_at, tz)} 到达", submission.id)
+        if console and submission.has_pdf and submission.seal is None and submission.seal_override is None:
+            unverifiable.add(f"{row.name}：PDF 中未能判断有无红色公章", submission.id)
+    failed = Attention("发送失败的邮件", key="failed")
+    for o in session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id)):
+        failed.add(f"{o.to_address}：{o.subject}（{o.last_error or '原因不明'}）", o.submission_id)
+    quarantined = Attention("无法处理的邮件（已隔离）", key="quarantined")
+    for m in session.scalars(select(Message).where(Message.state == MessageState.QUARANTINED).order_by(Message.arrived_at)):
+        reason = f"（{m.error}）" if console and m.error else ""
+        quarantined.add(f"{local_time(m.arrived_at, tz)} {m.from_address or '发件人不明'}：{m.subject or '（无主题）'}{reason}",
+                        m.submission.id if m.submission else None)
     pause = current_pause(session)
-    paused = Attention("邮箱登录已暂停（请核对密码或授权码，可用 intake check 检查）", [pause.describe(tz)] if pause else [])
-    groups = [paused, pending, unmatched, invalid, *warnings.values(), late, failed, quarantined]
-    return [g for g in groups if g.items]
+    paused = Attention("邮箱登录已暂停（请核对密码或授权码，可用 intake check 检查）", key="paused")
+    if pause:
+        paused.add(pause.describe(tz))
+    groups = [paused, pending, unmatched, invalid, *warnings.values(), late, unverifiable, failed, quarantined]
+    return [g for g in groups if g.entries]
+
+
+def _settled(submission: Submission, code: str) -> bool:
+    """A warning staff have already reviewed (intake review / the console) needs no one."""
+    if code in ("seal_not_found", "e_seal_unverified"):
+        return submission.seal_override is not None
+    return code == "pdf_mismatch" and submission.mismatch_checked
 
 
 def _totals(board: Board) -> Totals:

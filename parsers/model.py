@@ -33,6 +33,7 @@ class ProblemCode(StrEnum):
     TOO_LARGE = "too_large"
     # warnings
     SEAL_NOT_FOUND = "seal_not_found"
+    SEAL_UNVERIFIABLE = "seal_unverifiable"  # a greyscale scan cannot show a red seal: staff look
     PDF_MISMATCH = "pdf_mismatch"
     UNIT_MISMATCH = "unit_mismatch"
     UNSUPPORTED_FILE = "unsupported_file"
@@ -40,6 +41,8 @@ class ProblemCode(StrEnum):
     SENDER_AMBIGUOUS = "sender_ambiguous"  # From names no address, several, or an unreadable one
     UNIT_UNCONFIRMED = "unit_unconfirmed"  # unit named by the mail, not proven by the sender
     QUARANTINED = "quarantined"
+    E_SEAL_UNVERIFIED = "e_seal_unverified"  # an electronic seal (电子签章) found, not verified
+    PHOTO_NOT_PDF = "photo_not_pdf"  # a phone photo taken as the stamped copy
     # completeness of a submission
     MISSING_PDF = "missing_pdf"
     MISSING_EDITABLE = "missing_editable"
@@ -88,13 +91,21 @@ class FileKind(StrEnum):
     DOCX = "docx"
     CSV = "csv"
     PDF = "pdf"
+    OFD = "ofd"  # GB/T 33190 fixed-layout document: a stamped copy like a PDF
     ZIP = "zip"
     IMAGE = "image"
     OTHER = "other"
+    # Tables under other names (a .xls or .et that is not a workbook), found by content.
+    HTML = "html"
+    MHTML = "mhtml"  # a saved web page
+    SPREADSHEETML = "spreadsheetml"  # Excel 2003 XML
+    DOC = "doc"  # old Word / WPS writer (or a WPS sheet calamine cannot read): converted
+    PHOTO = "photo"  # a JPG/PNG/HEIC photo taken as the stamped copy ([parsing] photos_as_scan)
 
     @property
     def editable(self) -> bool:
-        return self in (FileKind.XLSX, FileKind.XLS, FileKind.DOCX, FileKind.CSV)
+        return self in (FileKind.XLSX, FileKind.XLS, FileKind.DOCX, FileKind.CSV, FileKind.HTML, FileKind.MHTML,
+                        FileKind.SPREADSHEETML, FileKind.DOC)
 
 
 @dataclass
@@ -142,6 +153,11 @@ class FormTable:
     totals: dict[str, Decimal | None] | None = None
 
 
+class SealKind(StrEnum):
+    SCAN = "scan"  # a red seal seen on the page image
+    ELECTRONIC = "electronic"  # a signature (电子签章) in the file; never verified here
+
+
 @dataclass
 class PdfReport:
     pages: int
@@ -153,6 +169,8 @@ class PdfReport:
     totals: dict[str, Decimal | None] | None = None  # 合计 figures from text or OCR
     forms: list[int] = field(default_factory=list)  # which forms the PDF shows
     ocr_used: bool = False
+    seal_kind: SealKind | None = None  # set when seal is True
+    signer: str | None = None  # an electronic seal's signer, from its certificate
 
 
 @dataclass
@@ -165,6 +183,8 @@ class FileReport:
     pdf: PdfReport | None = None
     problems: list[Problem] = field(default_factory=list)
     parent: str | None = None  # the archive this file was unpacked from
+    # A PDF made from a photo, for the archive beside the original (base64 in JSON).
+    derived_pdf: bytes | None = None
 
 
 # Parser processes hand reports back as JSON, never as pickles: the parent rebuilds them
@@ -172,6 +192,8 @@ class FileReport:
 # parser process can send data but never make the parent build arbitrary objects.
 for _plain in (Problem, Form1Row, Form2Row, FormTable, PdfReport, FileReport):
     _plain.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+FileReport.__pydantic_config__ = ConfigDict(extra="forbid", ser_json_bytes="base64",  # type: ignore[attr-defined]
+                                            val_json_bytes="base64")
 _REPORT = TypeAdapter(FileReport)
 
 

@@ -20,6 +20,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from config.settings import LimitsSettings, ParsingSettings
+from parsers.esign import pdf_signatures, settle_seal
 from parsers.forms import FORMS, FormSpec, ValueType
 from parsers.labels import header_fields, is_total, match_header, normalize
 from parsers.model import PdfReport, Problem, ProblemCode
@@ -296,7 +297,8 @@ def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
         elif checked.greyscale:
             problems.append(_problem(ProblemCode.SEAL_UNVERIFIABLE,
                                      f"《{name}》扫描件为黑白，无法判断是否盖章，请工作人员核对。", name))
-        return report, problems
+        signatures = _safely(lambda: pdf_signatures(pdf), [])
+        return report, settle_seal(report, problems, name, signatures)
     finally:
         pdf.close()
 

@@ -268,6 +268,7 @@ class StoredFile(Base):
     seal: Mapped[bool | None] = mapped_column(Boolean)
     seal_kind: Mapped[str | None] = mapped_column(String(16))  # "scan" | "electronic" (parsers.model.SealKind)
     signer: Mapped[str | None] = mapped_column(Text)  # an electronic seal's signer, from its certificate
+    derived_sha256: Mapped[str | None] = mapped_column(String(64))  # the PDF made from a photo, in the archive
     submission: Mapped[Submission] = relationship(back_populates="files")
 
 

@@ -46,9 +46,9 @@ def test_an_executable_named_as_a_workbook_is_unsafe() -> None:
 
 
 @pytest.mark.parametrize("name", ["表1.doc", "表1.wps", "表1.et"])
-def test_old_word_and_wps_files_ask_for_xlsx(name: str) -> None:
-    (problem,) = parse(fx.xls(fx.form_sheet(1)), name).problems
-    assert problem.code is ProblemCode.UNSUPPORTED_FILE and "xlsx" in problem.message
+def test_a_biff_workbook_under_a_wps_or_word_name_is_read_as_xls(name: str) -> None:
+    report = parse(fx.xls(fx.form_sheet(1)), name)
+    assert (report.kind, report.problems, len(report.forms[0].rows)) == (FileKind.XLS, [], 3)
 
 
 def test_text_named_as_a_workbook_is_unreadable() -> None:

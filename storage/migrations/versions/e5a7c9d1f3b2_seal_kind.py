@@ -1,4 +1,4 @@
-"""files: seal kind (scan or electronic) and an electronic seal's signer
+"""files: seal kind (scan or electronic), an electronic seal's signer, the PDF made from a photo
 
 Revision ID: e5a7c9d1f3b2
 Revises: d9f2b4c6a8e1
@@ -21,9 +21,11 @@ def upgrade() -> None:
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.add_column(sa.Column('seal_kind', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('signer', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('derived_sha256', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('files', schema=None) as batch_op:
+        batch_op.drop_column('derived_sha256')
         batch_op.drop_column('signer')
         batch_op.drop_column('seal_kind')
