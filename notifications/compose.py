@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+import email.header
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -23,6 +24,8 @@ from storage.models import OutboxItem, OutboxKind, OutboxState
 # CR, LF and the other controls: a header value containing them could start a new header.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
+# SMTP line endings; headers set raw (an attachment's RFC 2047 name) are sent as written.
+SMTP_WIRE = policy.SMTP.clone(refold_source="none")
 
 
 def one_line(value: str) -> str:
@@ -74,14 +77,23 @@ def build_message(
     msg.add_alternative(html, subtype="html", charset="utf-8")
     for filename, mime_type, data in attachments:
         maintype, _, subtype = mime_type.partition("/")
-        # The email package writes non-ASCII filenames as RFC 2231 parameters.
-        msg.add_attachment(
-            data,
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=one_line(filename) or "attachment",
-        )
+        name = one_line(filename) or "attachment"
+        # The email package writes non-ASCII filenames as RFC 2231 parameters, which QQ
+        # Mail shows as "tcmime.*.bin"; Content-Type's name= as an RFC 2047 encoded word
+        # is what Foxmail and QQ themselves send, and what such clients read.
+        msg.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream", filename=name)
+        if not name.isascii():
+            _add_encoded_word_name(msg.get_payload()[-1], name)
     return msg
+
+
+def _add_encoded_word_name(part: EmailMessage, name: str) -> None:
+    """Content-Type's name= as RFC 2047 encoded words, written as is (SMTP_WIRE keeps raw
+    headers unfolded): the email package would otherwise turn it back into RFC 2231."""
+    words = email.header.Header(name, "utf-8").encode(maxlinelen=76)
+    content_type = part.get_content_type()
+    del part["Content-Type"]
+    part.set_raw("Content-Type", f'{content_type};\n name="{words}"')  # lines re-joined with CRLF
 
 
 def enqueue(
@@ -106,7 +118,7 @@ def enqueue(
         "to_address": ", ".join(a.addr_spec for a in message["To"].addresses),
         "subject": str(message["Subject"]),
         "message_id": str(message["Message-ID"]),
-        "raw": message.as_bytes(policy=policy.SMTP),
+        "raw": message.as_bytes(policy=SMTP_WIRE),
         "state": OutboxState.PENDING,
         "attempts": 0,
         "priority": priority,

@@ -45,6 +45,24 @@ class SendReport:
     skipped: int = 0  # mode "off"
 
 
+# "554 DT:SPM" (NetEase), "550 ... spam" and the like: the provider's spam filter holds the
+# mail. Retrying at once only deepens its suspicion; an hour later usually passes.
+SPAM_HOLD = "SPAM_HOLD"
+SPAM_HOLD_DELAY = dt.timedelta(hours=1)
+_SPAM_REPLY = re.compile(rb"DT:SPM|\bspam\b|junk mail|content rejected", re.IGNORECASE)
+
+
+def held_as_spam(err: BaseException) -> bool:
+    """Whether an SMTP refusal is a spam filter's (5xx with DT:SPM or "spam" in its text)."""
+    code = getattr(err, "smtp_code", None)
+    text = getattr(err, "smtp_error", b"") or b""
+    if isinstance(err, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(err.recipients.values()), (None, b""))
+    if isinstance(text, str):
+        text = text.encode("utf-8", "replace")
+    return code is not None and 500 <= int(code) < 600 and bool(_SPAM_REPLY.search(text))
+
+
 def retry_delay(attempts: int, base_seconds: float, rng: random.Random | None = None) -> dt.timedelta:
     """Exponential backoff, capped, with "equal jitter" so throttled retries do not arrive as a burst."""
     ceiling = min(MAX_RETRY_SECONDS, base_seconds * 2 ** max(attempts - 1, 0))
@@ -271,6 +289,14 @@ class Outbox:
                     smtp.send(item)
                 except (smtplib.SMTPException, OSError) as err:
                     error = self._describe(err)
+                    if held_as_spam(err):
+                        # Not this mail's fault and not worth its attempts: wait, keep the row,
+                        # and let the rest wait too (the provider is judging the account).
+                        log.warning("outbox %s held by the provider's spam filter: %s", item.id, error)
+                        self._set([item.id], state=OutboxState.PENDING, attempts=item.attempts - 1,
+                                  next_attempt_at=now + SPAM_HOLD_DELAY, last_error=f"{SPAM_HOLD}: {error}")
+                        report.deferred += len(due) - position
+                        return
                     log.warning("outbox %s: attempt %s failed: %s", item.id, item.attempts, error)
                     self._retry_later(item, now, error)
                     report.failed += 1
@@ -341,6 +367,9 @@ def explain_send_error(settings: Settings, last_error: str | None) -> str:
     if _CJK.search(detail or name):
         return detail or name  # already ours (a certificate refusal, a Sent-folder note)
     smtp = settings.smtp
+    if name == SPAM_HOLD:
+        return ("被发信服务商的反垃圾系统暂时拦截（如 163 的 554 DT:SPM），已暂缓，一小时后重试；"
+                f"如反复出现，请登录发信邮箱网页版查看，或减少同时发送的邮件（{brief(detail)}）")
     if name == "SMTPAuthenticationError":
         return login_refused("smtp", smtp.username, smtp.host, smtp.port, detail)
     if "WRONG_VERSION_NUMBER" in last_error:

@@ -10,7 +10,8 @@ import pytest
 from openpyxl import load_workbook
 
 from intake.tracking import settle_current
-from notifications.digest import LAST_DIGEST_KEY, build_digest, queue_digest, time_left
+from notifications.compose import SMTP_WIRE
+from notifications.digest import LAST_DIGEST_KEY, XLSX_MIME, build_digest, queue_digest, time_left
 from parsers.model import ProblemCode as P
 from storage.db import Database
 from storage.models import KeyValue, Message, MessageState, OutboxItem, OutboxKind, OutboxState
@@ -187,3 +188,16 @@ def test_a_late_arrival_is_listed_for_a_decision_after_the_deadline(tmp_path: Pa
         digest = build_digest(s, SETTINGS, now=before_deadline(hours=-5), since=None)
     section = digest.text.split("二、需要人工处理")[1].split("三、")[0]
     assert "逾期报送" in section and "青岛市总工会：2024-02-25 20:00 到达" in section
+
+
+def test_the_digest_attachment_has_an_rfc2047_name_beside_the_rfc2231_filename() -> None:
+    # QQ Mail shows RFC 2231 names as tcmime.*.bin; Foxmail and QQ read (and send) name="=?utf-8?b?...?=".
+    from intake.mime import parse_mail
+    from notifications.compose import build_message
+
+    mail = build_message(from_address="a@sdzgh.cn", from_name="省总", to="b@sdzgh.cn", subject="汇总", text="t",
+                         html="<p>t</p>", attachments=[("2024年劳动竞赛项目申报汇总表-20240223.xlsx", XLSX_MIME, b"PK")])
+    raw = mail.as_bytes(policy=SMTP_WIRE)
+    assert b'name="=?utf-8?b?' in raw and b"filename*0*=utf-8''" in raw
+    [attachment] = parse_mail(raw).attachments
+    assert attachment.name == "2024年劳动竞赛项目申报汇总表-20240223.xlsx"

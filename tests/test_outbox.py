@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from config.settings import Settings
 from notifications.compose import build_message, enqueue
-from notifications.outbox import MAX_RETRY_SECONDS, Outbox, retry_delay
+from notifications.outbox import MAX_RETRY_SECONDS, Outbox, explain_send_error, retry_delay
 from storage.db import Database
 from storage.models import OutboxItem, OutboxKind, OutboxState
 from tests.conftest import reply_settings
@@ -234,3 +234,19 @@ def test_replies_to_units_are_sent_before_earlier_replies_to_strangers(db: Datab
     assert Outbox(db, settings_for(smtp_sink)).send_pending().sent == 7
     expected = [i.message_id for i in units] + [i.message_id for i in strangers]
     assert message_ids(smtp_sink) == expected
+
+
+def test_a_mail_held_by_the_providers_spam_filter_keeps_its_row_and_waits_an_hour(db: Database, smtp_sink: SmtpSink) -> None:
+    queue_mails(db, 2)
+    smtp_sink.refuse_data()  # 163: "554 DT:SPM ..." after the whole DATA
+    now = dt.datetime.now(dt.UTC)
+    Outbox(db, settings_for(smtp_sink)).send_pending(now)
+    first, second = rows(db)
+    assert (first.state, first.attempts) == (OutboxState.PENDING, 0)  # no attempt burnt
+    assert first.last_error.startswith("SPAM_HOLD") and first.next_attempt_at >= now + dt.timedelta(minutes=59)
+    assert (second.state, second.attempts) == (OutboxState.PENDING, 0)  # the rest wait too
+    assert "反垃圾" in explain_send_error(settings_for(smtp_sink), first.last_error)
+    smtp_sink.accept()
+    Outbox(db, settings_for(smtp_sink)).send_pending(now + dt.timedelta(hours=2))
+    assert [r.state for r in rows(db)] == [OutboxState.SENT, OutboxState.SENT]
+    assert len(smtp_sink.messages) == 2

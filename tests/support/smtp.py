@@ -44,6 +44,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        with self.sink._lock:  # noqa: SLF001
+            data_refusal = self.sink.data_refusal
+        if data_refusal:
+            return data_refusal  # as 163 answers mail it takes for bulk: after the whole DATA
         if self.sink._release is not None:  # noqa: SLF001
             with self.sink._changed:  # noqa: SLF001
                 self.sink.held += 1
@@ -76,6 +80,7 @@ class SmtpSink:
         self.messages: list[Received] = []
         self.attempts = 0  # MAIL FROM commands seen, refused or not
         self.refusal: str | None = None
+        self.data_refusal: str | None = None
         self.held = 0  # messages that reached DATA while holding
         self._release: threading.Event | None = None
         self._lock = threading.Lock()
@@ -120,9 +125,15 @@ class SmtpSink:
         with self._lock:
             self.refusal = reply
 
+    def refuse_data(self, reply: str = "554 DT:SPM 163 smtp10,DsCowADH0Kq test, please see http://mail.163.com/help") -> None:
+        """Answer the end of DATA with `reply` (163's spam filter answers so)."""
+        with self._lock:
+            self.data_refusal = reply
+
     def accept(self) -> None:
         with self._lock:
             self.refusal = None
+            self.data_refusal = None
 
     def hold(self) -> None:
         """Keep every DATA unanswered until release(): a send that is in flight."""
