@@ -21,7 +21,7 @@ from config.settings import Settings, UnitKind
 from intake.decide import is_late
 from intake.tracking import current_submissions, pending_confirmations, unmatched_submissions
 from intake.trust import awaits_staff
-from storage.models import LateDecision, OutboxItem, OutboxKind, Submission, SubmissionStatus
+from storage.models import LateDecision, Message, MessageState, OutboxItem, OutboxKind, Submission, SubmissionStatus
 
 
 class UnitState(StrEnum):
@@ -121,6 +121,17 @@ class BoardRow:
 
 
 @dataclass
+class QuarantinedRow:
+    """A mail whose processing failed: kept, listed for staff, never answered."""
+
+    message_pk: int
+    sender: str | None
+    subject: str | None
+    arrived_at: datetime
+    reason: str  # the error's first line, short
+
+
+@dataclass
 class PendingRow:
     """A claimed submission waiting for staff to confirm or reject it."""
 
@@ -156,12 +167,19 @@ class Board:
     unmatched: list[UnmatchedRow]
     timezone: ZoneInfo
     pending: list[PendingRow] = field(default_factory=list)
+    quarantined: list[QuarantinedRow] = field(default_factory=list)
     campaign: str = ""
     # The current submissions behind the rows, for the digest and workbook (not exported).
     current: dict[str, Submission] = field(default_factory=dict, repr=False)
 
     def rows_in(self, *states: UnitState) -> list[BoardRow]:
         return [row for row in self.rows if row.state in states]
+
+
+def quarantine_reason(error: str | None) -> str:
+    """The first line of a stored traceback ("ValueError: ..."), cut to one readable line."""
+    first = (error or "原因不明").strip().splitlines()[0] if (error or "").strip() else "原因不明"
+    return first[:200]
 
 
 def last_reminded(session: Session) -> dict[str, datetime]:
@@ -215,7 +233,14 @@ def build_board(session: Session, settings: Settings) -> Board:
         for s in pending_confirmations(session)
         if s.unit is not None
     ]
+    quarantined = [
+        QuarantinedRow(m.id, m.from_address, m.subject, m.arrived_at, quarantine_reason(m.error))
+        for m in session.scalars(
+            select(Message).where(Message.state == MessageState.QUARANTINED).order_by(Message.arrived_at, Message.id)
+        )
+    ]
     return Board(
+        quarantined=quarantined,
         rows=rows,
         counts=counts,
         by_kind=by_kind,
@@ -266,6 +291,11 @@ def board_as_dict(board: Board) -> dict:
                 "arrived_at": iso(u.arrived_at),
             }
             for u in board.unmatched
+        ],
+        "quarantined": [
+            {"message_pk": q.message_pk, "status": "quarantined", "sender": q.sender, "subject": q.subject,
+             "arrived_at": iso(q.arrived_at), "reason": q.reason}
+            for q in board.quarantined
         ],
         "pending_confirmation": [
             {

@@ -94,6 +94,8 @@ def export_document(session: Session, settings: Settings) -> dict[str, Any]:
     return {
         "campaign": {"name": settings.campaign.name, "deadline": settings.campaign.deadline.isoformat()},
         "submissions": [submission_dict(s, settings.campaign.deadline) for s in submissions],
+        # Mail that could not be processed has no submission; it is listed, never left out.
+        "quarantined": board["quarantined"],
         "units": board["units"],
         "counts": board["counts"],
     }

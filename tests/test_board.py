@@ -156,3 +156,19 @@ def test_an_extended_deadline_changes_a_late_units_state_without_a_reprocess(tmp
         digest = build_digest(s, extended, now=DEADLINE, since=None)
         assert "逾期报送" not in digest.text
         assert late.late is True  # the verdict the reply was sent on stays as it was
+
+
+def test_quarantined_mail_is_listed_with_its_reason_in_status_and_the_export(tmp_path: Path) -> None:
+    from intake.export import export_document
+    from storage.models import Message, MessageState
+
+    db = make_db(tmp_path)
+    with db.session() as s:
+        s.add(Message(account="intake", folder="INBOX", sha256="0" * 64, size=1, from_address="broken@x.cn",
+                      subject="坏邮件", arrived_at=before_deadline(days=2), state=MessageState.QUARANTINED,
+                      error="RecursionError: maximum recursion depth exceeded\nTraceback (most recent call last):\n..."))
+        s.flush()
+        [row] = board_as_dict(build_board(s, SETTINGS))["quarantined"]
+        assert (row["status"], row["sender"], row["reason"]) == ("quarantined", "broken@x.cn",
+                                                                 "RecursionError: maximum recursion depth exceeded")
+        assert export_document(s, SETTINGS)["quarantined"] == [row]
