@@ -284,3 +284,24 @@ def set_deadline(session: Session, settings: Settings, new: dt.datetime, *, acto
     audit(session, actor=actor, action="deadline", target="campaign", before={"deadline": old.isoformat()},
           after={"deadline": new.isoformat()}, note=note, now=now)
     return new
+
+
+# --- reprocess -------------------------------------------------------------------------------
+
+
+def reprocess_submission(app: Any, submission_id: int, *, actor: str, now: dt.datetime) -> Submission:
+    """Parse a submission's mail again from the archive (`intake reprocess`), audited.
+
+    `app` is an intake.app.App; the parse runs in its own transactions, so this opens its own.
+    """
+    from intake.runs import reprocess_messages  # the pipeline: not needed by the other acts
+
+    with app.db.session() as session:
+        submission = _submission(session, submission_id)
+        before, message_pk = snapshot(submission), submission.message_pk
+    reprocess_messages(app, [message_pk])
+    with app.db.session() as session:
+        submission = session.scalar(select(Submission).where(Submission.message_pk == message_pk))
+        audit(session, actor=actor, action="reprocess", target=_target(submission), before=before,
+              after=snapshot(submission), now=now)
+        return submission

@@ -168,7 +168,17 @@ def run(ctx: click.Context, standby: bool) -> None:
         with exclusive(app.db, "intake-run", wait=standby) as acquired:
             if not acquired:
                 raise click.ClickException("另一个 intake run 进程正在使用同一数据库，本进程退出。")
-            Runner(app).run()
+            runner = Runner(app)
+            console = None
+            if app.settings.web.enabled:  # the staff console in a thread, sharing the app and its outbox lock
+                from intake.web.app import start_in_thread
+
+                console = start_in_thread(app.settings, app, runner.send_outbox)
+            try:
+                runner.run()
+            finally:
+                if console is not None:
+                    console.should_exit = True
 
 
 @main.command()
@@ -353,6 +363,7 @@ def demo(ctx: click.Context, directory: str) -> None:
 
 # Staff actions (assign, confirm, late, remind, deadline...) live in their own module.
 from intake import cli_actions  # noqa: E402, F401 - registers its commands on main
+from intake import cli_users  # noqa: E402, F401 - `intake user ...` and `intake web`
 
 if __name__ == "__main__":  # pragma: no cover
     main()
