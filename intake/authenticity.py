@@ -29,7 +29,8 @@ import authres
 import dkim
 from publicsuffixlist import PublicSuffixList
 
-from intake.mime import FROM_MISSING, FROM_MULTIPLE, ParsedMail
+from intake.mailread import MailView
+from intake.mime import FROM_MISSING, FROM_MULTIPLE, header_block
 from parsers.model import Problem, ProblemCode
 
 AUTH_RESULTS = "Authentication-Results"
@@ -97,7 +98,8 @@ class _Evidence:
 def _header_values(raw: bytes, name: str) -> list[str]:
     # compat32 hands back header text as written (only unfolded here), which is what the
     # RFC 8601 grammar expects; a header that is not even parseable simply yields nothing.
-    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    # Only the header block is parsed: the parser would otherwise copy the whole body.
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
     return [re.sub(r"\r?\n[ \t]", " ", str(value)) for value in headers.get_all(name) or []]
 
 
@@ -205,6 +207,8 @@ def check_sender(
 ) -> AuthVerdict:
     """Judge whether `from_address` is authenticated; never raises on a bad message.
 
+    `raw` is the whole mail when verify_dkim is on; otherwise its header block is enough.
+
     dns_resolver(name) returns the TXT record of e.g. "sel._domainkey.163.com" as bytes
     (None when there is none); without it dkimpy asks DNS itself.
     """
@@ -270,7 +274,7 @@ _FROM_PROBLEMS = {
 }
 
 
-def sender_header_problem(mail: ParsedMail) -> Problem | None:
+def sender_header_problem(mail: MailView) -> Problem | None:
     """The staff-facing warning for a From that names no single usable address; such a
     mail is matched to no unit by its sender and never answered."""
     if mail.from_problem is None:

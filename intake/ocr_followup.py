@@ -37,9 +37,10 @@ def _ocr_one(app: App, submission_id: int) -> None:
         files = [(f.name, f.sha256, f.parent, f.kind) for f in session.get(Submission, submission_id).files]
     reports: list[FileReport] = []
     for name, digest, parent, kind in files:
-        data = app.archive.read("files", digest)
+        # The parser process reads the archived file itself: no copy passes through here.
+        path = app.archive.path("files", digest)
         worker = app.ocr_worker if kind == FileKind.PDF.value else None
-        reports.append(worker.parse(data, name, parent) if worker else app.parse(data, name, parent))
+        reports.append(worker.parse_path(path, name, parent) if worker else app.parse_path(path, name, parent))
     found = cross_check(reports)
     with app.db.session() as session:
         submission = session.get(Submission, submission_id)

@@ -9,7 +9,6 @@ the same state. Nothing here knows where the mail came from (IMAP, a Maildir, a 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import traceback
 from collections import deque
@@ -20,19 +19,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from intake.app import App
-from intake.archive import ArchiveError
-from intake.authenticity import check_sender, sender_header_problem, sender_problem
+from intake.archive import ArchiveError, sha256_hex
+from intake.authenticity import AuthVerdict, check_sender, sender_header_problem, sender_problem
 from intake.faults import checkpoint
 from intake.decide import completeness, content_status, is_late, sheet_units
-from intake.mime import MAX_NESTING, ParsedMail, parse_headers, parse_mail
+from intake.mailread import FileRef, MailView
+from intake.mime import HEADER_BLOCK_LIMIT, header_block, parse_headers
 from intake.tracking import settle_current
 from intake.trust import awaits_staff, trust_level, unconfirmed_problem
-from intake.unpack import MailBudget, unpack_zip, unsupported_archive
+from intake.unpack import MailBudget
 from notifications.loops import no_reply_reason
 from notifications.replies import queue_reply, reply_kind
 from parsers.crosscheck import cross_check, seal_verdict
-from parsers.filetypes import detect_kind
-from parsers.model import FileKind, FileReport, Form1Row, Problem, ProblemCode
+from parsers.model import FileReport, Form1Row, Problem, ProblemCode
 from storage.models import (
     Confirmation,
     Form1Record,
@@ -54,6 +53,9 @@ log = logging.getLogger(__name__)
 NOT_AUTOMATIC = {"unknown_sender_no_attachments"}
 REVIEW_CODES = {
     ProblemCode.SEAL_NOT_FOUND,
+    ProblemCode.PHOTO_NOT_PDF,
+    ProblemCode.SEAL_UNVERIFIABLE,
+    ProblemCode.E_SEAL_UNVERIFIED,
     ProblemCode.PDF_MISMATCH,
     ProblemCode.UNIT_MISMATCH,
     ProblemCode.SENDER_UNVERIFIED,
@@ -64,8 +66,6 @@ REVIEW_CODES = {
 # Our own disk or database failing (full, locked, gone) is not the message's fault: it is
 # never quarantined for that, but stays archived and the caller retries the poll later.
 STORAGE_ERRORS = (ArchiveError, OperationalError)
-# Raw bytes of parsed mails allowed to wait for storing (each holds its MIME tree too).
-LOOKAHEAD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,12 @@ def _headers_for_ledger(raw: bytes) -> dict:
 
 @dataclass
 class _Parsed:
-    """A message read and its attachments parsed, waiting to be stored."""
+    """A message read and its attachments parsed, waiting to be stored: plain data only
+    (no raw mail, no MIME tree), so waiting costs little whatever the mail's size."""
 
     message_pk: int
-    raw: bytes = b""
-    mail: ParsedMail | None = None
+    mail: MailView | None = None
+    verdict: AuthVerdict | None = None
     arrived_at: dt.datetime | None = None
     reports: list[FileReport] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -180,12 +181,15 @@ def _parse(app: App, message_pk: int, force: bool) -> _Parsed:
             return _Parsed(message_pk, done=_outcome(message))
         digest, arrived_at = message.sha256, message.arrived_at
     try:
-        raw = app.archive.read("mail", digest)
-        # Over the size limit nothing is read but the headers: parsing is what costs memory.
-        mail = parse_headers(raw) if len(raw) > app.settings.limits.max_message_bytes else parse_mail(raw)
-        reports, problems = _read_attachments(app, mail, len(raw))
-        return _Parsed(message_pk, raw, mail, arrived_at, reports, problems)
-    except Exception as err:  # noqa: BLE001 - quarantined when stored, never blocks the rest
+        # This process reads only the header block; the whole mail is parsed in a parser
+        # process (intake.mailread), which also files its attachments into the archive.
+        head = header_block(app.archive.read_start("mail", digest, HEADER_BLOCK_LIMIT))
+        budget = MailBudget(app.settings.limits)
+        mail, files, problems = _read_mail(app, digest, head, budget)
+        reports, refused = _parse_files(app, files, budget)
+        verdict = _check_sender(app, digest, head, mail)
+        return _Parsed(message_pk, mail, verdict, arrived_at, reports, [*problems, *refused])
+    except Exception as err:  # noqa: BLE001 - _finish quarantines it (storage errors: retried later)
         return _Parsed(message_pk, error=err)
 
 
@@ -196,7 +200,8 @@ def _finish(app: App, parsed: _Parsed) -> Outcome:
         if parsed.error is not None:
             raise parsed.error
         checkpoint("parse")
-        outcome = _store(app, parsed.message_pk, parsed.raw, parsed.mail, parsed.arrived_at, parsed.reports, parsed.problems)
+        outcome = _store(app, parsed.message_pk, parsed.mail, parsed.verdict, parsed.arrived_at, parsed.reports,
+                         parsed.problems)
         checkpoint("commit")
         return outcome
     except STORAGE_ERRORS:
@@ -218,31 +223,18 @@ def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcom
 
 
 def process_messages(app: App, message_pks: list[int], *, force: bool = False) -> list[Outcome]:
-    """The same for many, in order: attachments of later messages are parsed (in parser
-    processes) while earlier ones are stored, one transaction each. Parsed mails waiting
-    to be stored are bounded in number and in bytes: a large mail waits alone."""
+    """The same for many, in order: later messages are read and their attachments parsed
+    (in parser processes) while earlier ones are stored, one transaction each. A parsed
+    mail waiting to be stored is plain data (`_Parsed`), so only their number is bounded."""
     ahead = 2 * app.parse_slots
-    sizes = _sizes(app, message_pks)
     waiting = deque(message_pks)
-    pending: deque[tuple[int, Future[_Parsed]]] = deque()
+    pending: deque[Future[_Parsed]] = deque()
     outcomes = []
     while waiting or pending:
-        while waiting and len(pending) < ahead and (
-            not pending or sum(sizes[pk] for pk, _ in pending) + sizes[waiting[0]] <= LOOKAHEAD_BYTES
-        ):
-            pk = waiting.popleft()
-            pending.append((pk, app.parse_pool.submit(_parse, app, pk, force)))
-        outcomes.append(_finish(app, pending.popleft()[1].result()))
+        while waiting and len(pending) < ahead:
+            pending.append(app.parse_pool.submit(_parse, app, waiting.popleft(), force))
+        outcomes.append(_finish(app, pending.popleft().result()))
     return outcomes
-
-
-def _sizes(app: App, message_pks: list[int]) -> dict[int, int]:
-    found: dict[int, int] = {}
-    with app.db.session() as session:
-        for start in range(0, len(message_pks), 500):
-            chunk = message_pks[start : start + 500]
-            found.update((pk, size) for pk, size in session.execute(select(Message.id, Message.size).where(Message.id.in_(chunk))))
-    return {pk: found.get(pk) or 0 for pk in message_pks}
 
 
 def ingest(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> Outcome:
@@ -250,68 +242,67 @@ def ingest(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) ->
     return process_message(app, message.id)
 
 
-def _read_attachments(app: App, mail: ParsedMail, raw_size: int) -> tuple[list[FileReport], list[Problem]]:
+def _read_mail(app: App, digest: str, head: bytes, budget: MailBudget) -> tuple[MailView, list[FileRef], list[Problem]]:
+    """The mail as plain data, the files to parse and the problems found reading it."""
+    headers = parse_headers(head)
+    size = app.archive.path("mail", digest).stat().st_size
     limits = app.settings.limits
-    if raw_size > limits.max_message_bytes:
-        return [], [Problem(ProblemCode.TOO_LARGE, f"邮件大小 {raw_size // (1024 * 1024)} MB 超过上限，附件未读取，请压缩或分开发送。")]
-    if mail.too_deep:
-        return [], [Problem(ProblemCode.UNSAFE_FILE, f"邮件结构嵌套超过 {MAX_NESTING} 层（异常构造），附件未读取；请直接附上文件重新发送。")]
-    problems: list[Problem] = []
-    if mail.parts_lost:
-        problems.append(Problem(ProblemCode.UNREADABLE_FILE, "邮件的 MIME 结构已损坏（找不到分隔符），附件无法读取，请重新发送。"))
-    budget = MailBudget(limits)
-    store = functools.partial(app.archive.store, "files")
-    files: list[tuple[str, str, str | None]] = []  # name, digest in the archive, parent archive
-    for attachment in mail.attachments:
-        if attachment.content_type in ("text/calendar", "application/ms-tnef") or attachment.name.lower() == "winmail.dat":
-            problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请或 Outlook 专用格式），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
-            continue
-        if (problem := unsupported_archive(attachment.name, attachment.data)) is not None:
-            problems.append(problem)
-            continue
-        if detect_kind(attachment.data, attachment.name) is FileKind.ZIP:
-            unpacked = unpack_zip(attachment.data, attachment.name, limits, budget=budget, store=store)
-            problems.extend(unpacked.problems)
-            files.extend((m.name, m.digest, m.parent) for m in unpacked.members)
-        else:
-            files.append((attachment.name, store(attachment.data), None))
-        attachment.data = b""  # archived: parser processes read it from there
-    reports = []
-    for name, digest, parent in files:
-        if (refused := budget.refuse_file(name)) is not None:
-            problems.append(refused)
+    if size > limits.max_message_bytes:
+        # Over the size limit nothing is read but the headers: parsing is what costs memory.
+        return MailView.of(headers), [], [Problem(ProblemCode.TOO_LARGE, f"邮件大小 {size // (1024 * 1024)} MB 超过上限，附件未读取，请压缩或分开发送。")]
+    content = app.read_mail(digest, seconds=budget.seconds_left())
+    return MailView.of(headers, content), content.files, content.problems
+
+
+def _parse_files(app: App, files: list[FileRef], budget: MailBudget) -> tuple[list[FileReport], list[Problem]]:
+    """Each archived file parsed in a parser process, within the mail's budget."""
+    limits = app.settings.limits
+    reports: list[FileReport] = []
+    refused: list[Problem] = []
+    for file in files:
+        if (problem := budget.refuse_file(file.name)) is not None:
+            refused.append(problem)
             continue
         seconds = budget.file_seconds()
         # Cut short by the mail's time rather than the file's: say so in the problem.
-        cut_short = budget.out_of_time(name) if seconds < limits.seconds_per_file else None
-        reports.append(app.parse_path(app.archive.path("files", digest), name, parent, seconds=seconds,
+        cut_short = budget.out_of_time(file.name) if seconds < limits.seconds_per_file else None
+        reports.append(app.parse_path(app.archive.path("files", file.digest), file.name, file.parent, seconds=seconds,
                                       timeout_problem=cut_short))
-    return reports, problems
+    return reports, refused
+
+
+def _check_sender(app: App, digest: str, head: bytes, mail: MailView) -> AuthVerdict:
+    """Authentication-Results need only the header block; our own DKIM check needs the
+    whole mail, so only with verify_dkim is the mail read here (in its parse thread)."""
+    authenticity = app.settings.authenticity
+    return check_sender(
+        app.archive.read("mail", digest) if authenticity.verify_dkim else head,
+        from_address=mail.from_address,
+        trusted_authserv_ids=authenticity.trusted_authserv_ids,
+        verify_dkim=authenticity.verify_dkim,
+    )
 
 
 def _store(
     app: App,
     message_pk: int,
-    raw: bytes,
-    mail: ParsedMail,
+    mail: MailView,
+    verdict: AuthVerdict,
     arrived_at: dt.datetime,
     reports: list[FileReport],
     unpack_problems: list[Problem],
 ) -> Outcome:
     settings = app.settings
     has_files = bool(reports) or bool(unpack_problems)
+    for report in reports:
+        if report.derived_pdf:  # a photo's PDF is kept beside the original (archive first)
+            app.archive.store("files", report.derived_pdf)
     reason = no_reply_reason(
-        mail.message,
+        mail,
         sender=mail.from_address,
         our_addresses=app.our_addresses,
         known_sender=app.registry.by_sender(mail.from_address) is not None,
         has_attachments=has_files,
-    )
-    verdict = check_sender(
-        raw,
-        from_address=mail.from_address,
-        trusted_authserv_ids=settings.authenticity.trusted_authserv_ids,
-        verify_dkim=settings.authenticity.verify_dkim,
     )
     with app.db.session() as session:
         message = session.get(Message, message_pk)
@@ -366,7 +357,7 @@ def _store(
             session.flush()
             replaced = settle_current(session, submission)
             if reply is not ReplyKind.NONE:
-                queue_reply(session, submission, original=mail.message, settings=settings, replaces=replaced)
+                queue_reply(session, submission, original=mail, settings=settings, replaces=replaced)
         message.state = MessageState.PROCESSED
         message.processed_at = utcnow()
         message.error = None
@@ -414,6 +405,9 @@ def _attach(submission: Submission, reports: list[FileReport], problems: list[Pr
                 parent=report.parent,
                 pdf_pages=report.pdf.pages if report.pdf else None,
                 seal=report.pdf.seal if report.pdf else None,
+                seal_kind=report.pdf.seal_kind.value if report.pdf and report.pdf.seal_kind else None,
+                signer=report.pdf.signer if report.pdf else None,
+                derived_sha256=sha256_hex(report.derived_pdf) if report.derived_pdf else None,
             )
         )
     for problem in problems:

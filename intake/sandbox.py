@@ -13,10 +13,16 @@ those imports, but its global state breaks in a process forked after it started,
 the crash tests do.) Requests and replies are plain data:
 a JSON header plus the file's bytes or its path in the archive one way, a JSON report the
 other, rebuilt strictly (`parsers.model.report_from_json`); nothing is unpickled.
+
+A worker also reads whole mails (`read_mail`): it takes the mail from the archive by its
+digest, parses its MIME tree, files the attachments into the archive and answers with
+`intake.mailread.MailContent`, so no whole mail is ever parsed in the poller.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import importlib
 import json
 import logging
@@ -24,11 +30,14 @@ import multiprocessing as mp
 import os
 import re
 import resource
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TypeVar
 
 from config.settings import LimitsSettings, ParsingSettings
-from intake.archive import sha256_hex
+from intake.archive import Archive, ArchiveError, sha256_hex
+from intake.mailread import MailContent, content_from_json, content_to_json, read_mail
 from parsers.filetypes import detect_kind
 from parsers.model import FileReport, Problem, ProblemCode, report_from_json, report_to_json
 
@@ -37,14 +46,18 @@ log = logging.getLogger(__name__)
 # A fresh parser process every so many files: C libraries' leaks never accumulate.
 RECYCLE_AFTER = 500
 # Imported when a worker starts, before its memory limit is measured: never per file.
-PRELOAD = ["parsers.dispatch", "parsers.pdf", "parsers.spreadsheet", "parsers.wordtables", "parsers.csvfile",
+PRELOAD = ["intake.mailread", "parsers.dispatch", "parsers.pdf", "parsers.spreadsheet", "parsers.wordtables", "parsers.csvfile",
            "parsers.recognize", "parsers.validate"]
 # A report is a few rows and problems; anything larger is not one.
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 # Environment variables a worker has no use for (they may hold passwords).
 SECRET_PREFIX = "INTAKE_"
 REPORT, FAILURE = b"R", b"F"
-FAILURE_REASON = re.compile(r"memory|error:[A-Za-z_][A-Za-z0-9_]{0,60}")
+# Faults of our archive, not of the mail: "storage", it could not be written (retried
+# later, like any ArchiveError); "unarchived", the mail is missing or corrupt there.
+FAILURE_REASON = re.compile(r"memory|storage|unarchived|error:[A-Za-z_][A-Za-z0-9_]{0,60}")
+MAIL = "mail"  # the request kind for a whole mail; anything else is one file
+_Reply = TypeVar("_Reply")
 
 
 def _context() -> mp.context.BaseContext:
@@ -76,20 +89,41 @@ def _serve(conn: Connection, memory_bytes: int, idle_poll_seconds: float = 1.0) 
             continue
         try:
             header = json.loads(conn.recv_bytes())
-            data = Path(header["path"]).read_bytes() if header["path"] else conn.recv_bytes()
+            data = None if header.get("kind") == MAIL or header["path"] else conn.recv_bytes()
         except EOFError:
             return
         limits = LimitsSettings.model_validate(header["limits"])
         parsing = ParsingSettings.model_validate(header["parsing"])
         try:
-            report = parse_file(data, header["name"], limits=limits, parsing=parsing, parent=header["parent"])
-            reply = REPORT + report_to_json(report)
+            if header.get("kind") == MAIL:
+                reply = REPORT + content_to_json(_read_archived_mail(header, limits))
+            else:
+                data = data if data is not None else Path(header["path"]).read_bytes()
+                report = parse_file(data, header["name"], limits=limits, parsing=parsing, parent=header["parent"])
+                reply = REPORT + report_to_json(report)
+        except ArchiveError:
+            reply = FAILURE + b"storage"
+        except _Unarchived:
+            reply = FAILURE + b"unarchived"
         except MemoryError:
             reply = FAILURE + b"memory"
         except Exception as err:  # noqa: BLE001 - parse_file should not raise; if it does, say so
             reply = FAILURE + f"error:{type(err).__name__}".encode()
         del data
         conn.send_bytes(reply)
+
+
+class _Unarchived(Exception):
+    """The mail to read is missing from the archive or does not match its digest."""
+
+
+def _read_archived_mail(header: dict, limits: LimitsSettings) -> MailContent:
+    archive = Archive(Path(header["archive"]))
+    try:
+        raw = archive.read("mail", header["digest"])
+    except OSError as err:
+        raise _Unarchived from err
+    return read_mail(raw, limits, functools.partial(archive.store, "files"))
 
 
 class ParseWorker:
@@ -145,11 +179,10 @@ class ParseWorker:
     def _parse(self, source: bytes | Path, name: str, parent: str | None, seconds: float | None,
                timeout_problem: Problem | None) -> FileReport:
         seconds = self.limits.seconds_per_file if seconds is None else seconds
-        reply = self._ask(source, name, parent, seconds)
-        if reply == "crash":
-            # A worker can die of something that is not this file's fault (a leak built up
-            # over thousands of files): a fresh one gets one more try before we blame it.
-            reply = self._ask(source, name, parent, seconds)
+        path = str(source) if isinstance(source, Path) else None
+        request = {"name": name, "parent": parent, "path": path}
+        payload = None if path is not None else source
+        reply = self._ask_twice(request, payload, seconds, name, report_from_json)
         if isinstance(reply, FileReport):
             return reply
         data = source.read_bytes() if isinstance(source, Path) else source
@@ -157,41 +190,76 @@ class ParseWorker:
             return _report_with(data, name, parent, timeout_problem)
         return _failed_report(data, name, parent, reply, self.limits)
 
-    def _ask(self, source: bytes | Path, name: str, parent: str | None, seconds: float) -> FileReport | str:
+    def read_mail(self, archive: Path, digest: str, *, seconds: float) -> MailContent:
+        """Parse the archived mail `digest` in the worker (which files its attachments into
+        the archive at `archive`). A mail the worker cannot read within `seconds` or its
+        memory limit comes back as content with only a problem; a failing archive raises
+        ArchiveError (not the mail's fault: the caller retries later), a mail missing or
+        corrupt in the archive OSError (the message is quarantined, as any such fault)."""
+        request = {"kind": MAIL, "archive": str(archive), "digest": digest}
+        reply = self._ask_twice(request, None, seconds, f"mail {digest[:12]}", content_from_json)
+        if isinstance(reply, MailContent):
+            return reply
+        if reply == "storage":
+            raise ArchiveError(errno.EIO, f"解析进程无法写入存档 {archive}")
+        if reply == "unarchived":
+            raise OSError(f"archive file {digest} is missing or corrupt")
+        return MailContent(problems=[_mail_problem(reply, seconds)])
+
+    def _ask_twice(self, request: dict, payload: bytes | None, seconds: float, label: str,
+                   decode: Callable[[bytes], _Reply]) -> _Reply | str:
+        reply = self._ask(request, payload, seconds, label, decode)
+        if reply == "crash":
+            # A worker can die of something that is not this input's fault (a leak built up
+            # over thousands of files): a fresh one gets one more try before we blame it.
+            reply = self._ask(request, payload, seconds, label, decode)
+        return reply
+
+    def _ask(self, request: dict, payload: bytes | None, seconds: float, label: str,
+             decode: Callable[[bytes], _Reply]) -> _Reply | str:
         if self._process is None or not self._process.is_alive() or self._served >= RECYCLE_AFTER:
             self._kill()
             self._start()
         assert self._conn is not None  # for the type checker: _start sets it
         self._served += 1
-        path = str(source) if isinstance(source, Path) else None
         try:
-            self._conn.send_bytes(json.dumps({"name": name, "parent": parent, "path": path, **self._settings}).encode())
-            if path is None:
-                self._conn.send_bytes(source)
+            self._conn.send_bytes(json.dumps({**request, **self._settings}).encode())
+            if payload is not None:
+                self._conn.send_bytes(payload)
             if self._conn.poll(max(seconds, 0.0)):
-                return _read_reply(self._conn.recv_bytes(MAX_REPLY_BYTES))
-            log.warning("parsing %s took longer than %.1fs; worker restarted", name, seconds)
+                return _read_reply(self._conn.recv_bytes(MAX_REPLY_BYTES), decode)
+            log.warning("parsing %s took longer than %.1fs; worker restarted", label, seconds)
             self._kill()
             return "timeout"
         except (EOFError, OSError, BrokenPipeError):
             # OSError also covers a reply over MAX_REPLY_BYTES: the worker is not trusted again.
-            log.warning("parser worker died on %s; restarted", name)
+            log.warning("parser worker died on %s; restarted", label)
             self._kill()
             return "crash"
         except ValueError:  # pydantic's ValidationError included
-            log.warning("parser worker sent a malformed report for %s; restarted", name)
+            log.warning("parser worker sent a malformed reply for %s; restarted", label)
             self._kill()
             return "error:malformed"
 
 
-def _read_reply(reply: bytes) -> FileReport | str:
-    """A report, or one of the failure reasons a worker may give; anything else is malformed."""
+def _read_reply(reply: bytes, decode: Callable[[bytes], _Reply] = report_from_json) -> _Reply | str:
+    """A reply, or one of the failure reasons a worker may give; anything else is malformed."""
     if reply.startswith(REPORT):
-        return report_from_json(reply[1:])
+        return decode(reply[1:])
     reason = reply[1:].decode("ascii", "replace")
     if reply.startswith(FAILURE) and FAILURE_REASON.fullmatch(reason):
         return reason
     raise ValueError("malformed reply")
+
+
+def _mail_problem(reason: str, seconds: float) -> Problem:
+    """Why a mail's attachments were not read, when its parse failed in the worker."""
+    if reason == "timeout":
+        return Problem(ProblemCode.TOO_LARGE, f"邮件读取超时（超过 {seconds:g} 秒），附件未读取，请分开发送或精简后重新发送。")
+    if reason == "memory":
+        return Problem(ProblemCode.TOO_LARGE, "邮件过大或结构异常，读取时占用内存超过上限，附件未读取，请分开发送或精简后重新发送。")
+    detail = "读取进程异常退出" if reason == "crash" else reason
+    return Problem(ProblemCode.UNREADABLE_FILE, f"邮件结构异常，无法读取（{detail}），附件未读取；请直接附上文件重新发送。")
 
 
 def _report_with(data: bytes, name: str, parent: str | None, problem: Problem) -> FileReport:

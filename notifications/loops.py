@@ -9,10 +9,10 @@ domain and in total per hour, and every address has a daily cap.
 
 from __future__ import annotations
 
-import email.message
 import re
 from collections.abc import Collection
 
+from intake.mailread import MailView
 from intake.mime import decode_header_value, read_from
 
 # Any of these, with any value, marks mail written by a program.
@@ -36,7 +36,7 @@ _AUTO_SUBJECT = re.compile(
 )
 
 
-def _header(msg: email.message.Message, name: str) -> str | None:
+def _header(msg: MailView, name: str) -> str | None:
     """Decoded header text, or None when absent; a malformed header never raises."""
     try:
         value = msg.get(name)
@@ -45,7 +45,7 @@ def _header(msg: email.message.Message, name: str) -> str | None:
     return None if value is None else decode_header_value(value)
 
 
-def _from_address(msg: email.message.Message) -> str:
+def _from_address(msg: MailView) -> str:
     # Read as servers read it (the addr-spec, never a decoded display name).
     try:
         return (read_from(msg.get_all("From") or []).address or "").lower()
@@ -53,22 +53,16 @@ def _from_address(msg: email.message.Message) -> str:
         return ""
 
 
-def _content_types(msg: email.message.Message) -> set[str]:
-    try:
-        return {part.get_content_type() for part in msg.walk()}
-    except Exception:  # noqa: BLE001
-        return {msg.get_content_type()}
-
-
 def no_reply_reason(
-    msg: email.message.Message,
+    msg: MailView,
     *,
     sender: str | None,
     our_addresses: Collection[str],
     known_sender: bool,
     has_attachments: bool,
 ) -> str | None:
-    """None when a reply is allowed; else a short machine reason for the ledger."""
+    """None when a reply is allowed; else a short machine reason for the ledger. `msg` is
+    the mail as parsed (`MailView.from_bytes(raw)` builds one from raw bytes)."""
     ours = {a.strip().lower() for a in our_addresses if a}
     from_address = _from_address(msg)
     reply_to = (sender or "").strip().lower()
@@ -92,7 +86,7 @@ def no_reply_reason(
     return_path = _header(msg, "Return-Path")
     if return_path is not None and return_path.strip() in ("<>", ""):
         return "empty_return_path"
-    if _content_types(msg) & REPORT_TYPES:
+    if msg.content_types & REPORT_TYPES:
         return "bounce"
     for address in (reply_to, from_address):
         if _NOREPLY_LOCAL.match(address.partition("@")[0]):

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, SmtpSettings
+from intake.mailread import MailView
 from intake.mime import decode_header_value
 from intake.trust import TRUSTED, authentication_failed
 from notifications.compose import build_message, enqueue
@@ -129,6 +130,7 @@ class ShownProblem:
 class ShownFile:
     name: str
     parent: str | None
+    photo: bool = False  # a photo taken as the stamped copy: the reply says so
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def reply_context(
         "greeting": submission.unit or cut(message.from_name) or "您好",
         "arrived_at": message.arrived_at,
         "deadline": settings.campaign.deadline,
-        "files": [ShownFile(cut(f.name), cut(f.parent) or None) for f in files[:max_files]],
+        "files": [ShownFile(cut(f.name), cut(f.parent) or None, f.kind == "photo") for f in files[:max_files]],
         "files_hidden": max(len(files) - max_files, 0),
         "files_total": len(files),
         "forms": form_summaries(submission),
@@ -241,7 +243,7 @@ def _message_ids(value: str) -> list[str]:
     return [mid for mid in _MSG_ID.findall(value or "") if len(mid) <= MAX_MESSAGE_ID]
 
 
-def thread_ids(message: Message, original: email.message.Message) -> tuple[str | None, list[str]]:
+def thread_ids(message: Message, original: MailView) -> tuple[str | None, list[str]]:
     """(In-Reply-To, References): the parent's id, and the newest few ids of the thread
     ending with it, within MAX_REFERENCES_CHARS (RFC 5322 §3.6.4 allows trimming)."""
     parent = _message_ids(message.message_id or decode_header_value(original.get("Message-ID")))[:1]
@@ -321,7 +323,7 @@ def _compose(
     submission: Submission,
     form: ReplyForm,
     *,
-    original: email.message.Message,
+    original: MailView,
     settings: Settings,
     replaces: Submission | None,
 ) -> email.message.EmailMessage | None:
@@ -363,7 +365,7 @@ def queue_reply(
     session: Session,
     submission: Submission,
     *,
-    original: email.message.Message,
+    original: MailView,
     settings: Settings,
     replaces: Submission | None = None,
     now: dt.datetime | None = None,

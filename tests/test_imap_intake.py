@@ -241,19 +241,19 @@ def test_a_message_that_cannot_be_processed_is_quarantined_and_the_next_one_is_n
 ) -> None:
     import intake.pipeline as pipeline
 
-    real = pipeline.parse_mail
+    real = pipeline.no_reply_reason
 
-    def explode_on_poison(raw: bytes, **options: bool):  # noqa: ANN202 - fault injected at the edge
-        if b"POISON" in raw and not options.get("headers_only"):
-            raise RuntimeError("simulated parser bug")
-        return real(raw, **options)
+    def explode_on_poison(mail, **options: object):  # noqa: ANN001, ANN202 - fault injected at the edge
+        if mail.get("X-Test") == "POISON":
+            raise RuntimeError("simulated bug")
+        return real(mail, **options)
 
-    monkeypatch.setattr(pipeline, "parse_mail", explode_on_poison)
+    monkeypatch.setattr(pipeline, "no_reply_reason", explode_on_poison)
     mailserver.append(submission_mail(extra_headers={"X-Test": "POISON"}), DEADLINE - dt.timedelta(hours=2))
     mailserver.append(submission_mail(), DEADLINE - dt.timedelta(hours=1))
 
     poll_once(app)
 
     first, second = messages(app)
-    assert first.state is MessageState.QUARANTINED and "simulated parser bug" in first.error
+    assert first.state is MessageState.QUARANTINED and "simulated bug" in first.error
     assert second.state is MessageState.PROCESSED

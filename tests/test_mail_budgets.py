@@ -9,6 +9,8 @@ must be processed too.
 
 from __future__ import annotations
 
+import os
+import tracemalloc
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from intake.app import App
+from intake.pipeline import Location, process_message, record_message
 from intake.runs import poll_once
 from storage.models import Message, MessageState, ProblemRecord, StoredFile
 from tests.support import hostile as h
@@ -169,3 +172,52 @@ def test_large_mail_is_fetched_one_at_a_time(tmp_path: Path, mailbox: Dovecot, m
     assert report.new == 6
     # The three small mails (~60 KB each) in one FETCH; each ~5.5 MB mail alone.
     assert sorted(map(len, fetched_together)) == [1, 1, 1, 3]
+
+
+def test_a_large_mail_is_never_read_whole_or_parsed_in_the_poller_process(tmp_path: Path) -> None:
+    # The stdlib parser holds ~8 times a mail's size; in the poller that was 455 MB for a
+    # 59 MB mail. Now the poller reads the header block and a parser process the rest:
+    # everything the poller allocates while processing stays far below the mail's size.
+    scan = b"%PDF-1.4\n" + os.urandom(22 * h.MB)
+    raw = h.attach(("扫描件.pdf", scan), ("汇总表.xlsx", h.form1_xlsx()))
+    size = len(raw)
+    assert size > 30 * h.MB
+    settings = intake_settings(tmp_path, parsing={"seal_detection": False})
+    with App(settings) as app:
+        message, _created = record_message(app, raw, h.SENT, Location("test", "INBOX", source_key="large"))
+        del raw  # the fetched bytes: held once, before processing starts
+        tracemalloc.start()  # traces this process only, not the parser processes
+        try:
+            outcome = process_message(app, message.id)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        with app.db.session() as session:
+            stored = sorted(f.name for f in session.get(Message, message.id).submission.files)
+    assert outcome.state is MessageState.PROCESSED
+    assert stored == ["扫描件.pdf", "汇总表.xlsx"]  # the parser process read it all
+    assert peak < size // 10, f"poller allocated {peak / h.MB:.1f} MB for a {size / h.MB:.1f} MB mail"
+
+
+def all_header_mail(lines: int) -> bytes:
+    """A mail that is nearly all header: `lines` short header lines after the real ones.
+    The stdlib parser keeps a few hundred bytes per header line."""
+    return h.raw_mail(h.text_part(), headers=(b"X-Padding: a\r\n" * lines).rstrip(b"\r\n").split(b"\r\n"))
+
+
+@pytest.mark.timeout(180)
+def test_a_mail_whose_parse_exhausts_the_parser_process_is_recorded_and_the_next_mail_is_processed(
+    tmp_path: Path, mailbox: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import intake.app
+
+    # 25 MB of header lines cost the parser ~10 times that; the parser process may grow by 150 MB.
+    monkeypatch.setattr(intake.app, "WORKER_MEMORY_MB", 150)
+    messages = poll_hostile_then_ordinary(tmp_path, mailbox, all_header_mail(1_800_000))
+    hostile = messages[0]
+    assert hostile.state is MessageState.PROCESSED, hostile.error
+    assert hostile.from_address == "jinan@example.cn"  # the ledger read only the capped header block
+    (problem,) = problems(hostile, "too_large")
+    assert problem.message.startswith("邮件过大或结构异常，读取时占用内存超过上限")
+    assert files(hostile) == []
+    assert_next_mail_processed(messages)

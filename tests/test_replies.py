@@ -6,13 +6,13 @@ import datetime as dt
 import email
 import email.policy
 import re
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from config.settings import Settings
+from intake.mailread import MailView
 from notifications.compose import build_message, enqueue
 from notifications.outbox import Outbox
 from notifications.replies import MAX_REPLY_BYTES, queue_reply, reply_form, reply_kind
@@ -51,15 +51,16 @@ def db(tmp_path: Path) -> Database:
     database.dispose()
 
 
-def original_of(submission: Submission) -> email.message.Message:
-    """The submitted mail as the pipeline parsed it (compat32), one earlier mail in its thread."""
-    msg = EmailMessage()
-    msg["From"] = f"李明 <{submission.message.from_address}>"
-    msg["Subject"] = "报送"  # the reply takes the decoded subject stored with the message
-    msg["Message-ID"] = submission.message.message_id
-    msg["References"] = EARLIER_ID
-    msg.set_content("附件为我单位汇总表，请查收。")
-    return email.message_from_bytes(msg.as_bytes(), policy=email.policy.compat32)
+def original_of(submission: Submission, references: str = EARLIER_ID) -> MailView:
+    """The submitted mail as the pipeline parsed it, one earlier mail in its thread."""
+    raw = (
+        f"From: 李明 <{submission.message.from_address}>\r\n"
+        "Subject: 报送\r\n"  # the reply takes the decoded subject stored with the message
+        f"Message-ID: {submission.message.message_id}\r\n"
+        f"References: {references}\r\n"  # as sent, however long: the reply must cut it
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n附件为我单位汇总表，请查收。\r\n"
+    )
+    return MailView.from_bytes(raw.encode())
 
 
 def queue(db: Database, submission: Submission, settings: Settings, **kwargs: object) -> OutboxItem | None:
@@ -284,10 +285,8 @@ def test_a_full_reply_goes_first_and_a_reply_not_queued_has_no_form(db: Database
 
 def test_references_keep_only_the_last_ten_short_ids(db: Database) -> None:
     submission = make_submission()
-    original = original_of(submission)
     thread = [f"<{n:04d}.{'x' * 60}@ningbo.example.cn>" for n in range(200)]
-    del original["References"]
-    original["References"] = " ".join([f"<{'y' * 5000}@huge.example>", *thread])
+    original = original_of(submission, references=" ".join([f"<{'y' * 5000}@huge.example>", *thread]))
     with db.session() as session:
         session.add(submission)
         session.flush()

@@ -1,0 +1,182 @@
+"""A mail's MIME tree is read in a parser process; the poller gets plain data back.
+
+The stdlib email parser holds ~8 times a mail's size while it splits the body into lines
+(a 59 MB mail cost the poller 455 MB), and every byte of it is written by a possible
+attacker. So the whole mail is parsed only in a parser process (intake.sandbox): it reads
+the mail from the archive, files each attachment and zip member into the archive itself,
+and hands back `MailContent` (body text, part types, file references, problems) as JSON,
+rebuilt strictly. The poller reads only the mail's header block (intake.mime.header_block)
+and joins the two into a `MailView`, which is all the later steps (reply decision,
+threading, storing) see of a mail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import ConfigDict, TypeAdapter
+
+from config.settings import LimitsSettings
+from intake.archive import sha256_hex
+from intake.mime import MAX_NESTING, Attachment, ParsedMail, parse_headers, parse_mail
+from intake.unpack import MailBudget, unpack_zip, unsupported_archive
+from parsers.filetypes import detect_kind
+from parsers.model import FileKind, Problem, ProblemCode
+
+# Attachments that are not submissions whatever they hold.
+_NOT_SUBMISSIONS = ("text/calendar", "application/ms-tnef")
+
+
+@dataclass
+class AttachmentRef:
+    """An attachment as the mail carried it (a zip counts as one)."""
+
+    name: str  # decoded display name, never a path
+    content_type: str
+    forwarded: bool
+    sha256: str
+    size: int
+
+
+@dataclass
+class FileRef:
+    """A file to parse, already in the archive: an attachment or a zip member."""
+
+    name: str
+    digest: str
+    parent: str | None = None  # display path of the archive it came from
+
+
+@dataclass
+class MailContent:
+    """What a parser process read from a mail's body."""
+
+    body_text: str = ""
+    content_types: list[str] = field(default_factory=list)
+    attachments: list[AttachmentRef] = field(default_factory=list)
+    files: list[FileRef] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    too_deep: bool = False
+    parts_lost: bool = False
+
+
+# Rebuilt like parsers.model's reports: unknown keys and wrong types are refused.
+for _plain in (AttachmentRef, FileRef, MailContent):
+    _plain.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+_CONTENT = TypeAdapter(MailContent)
+
+
+def content_to_json(content: MailContent) -> bytes:
+    return _CONTENT.dump_json(content)
+
+
+def content_from_json(data: bytes) -> MailContent:
+    """Raises pydantic.ValidationError for anything that is not well-formed content."""
+    return _CONTENT.validate_json(data)
+
+
+def read_mail(raw: bytes, limits: LimitsSettings, store: Callable[[bytes], str]) -> MailContent:
+    """Parse a whole mail; attachments and zip members within the limits go to `store`
+    (which returns their digest). Runs in a parser process (see module docstring)."""
+    parsed = parse_mail(raw)
+    content = MailContent(
+        body_text=parsed.body_text,
+        content_types=sorted(parsed.content_types),
+        defects=parsed.defects,
+        too_deep=parsed.too_deep,
+        parts_lost=parsed.parts_lost,
+    )
+    del parsed.message  # the tree: attachments below are already decoded bytes
+    if parsed.too_deep:
+        content.problems.append(Problem(ProblemCode.UNSAFE_FILE, f"邮件结构嵌套超过 {MAX_NESTING} 层（异常构造），附件未读取；请直接附上文件重新发送。"))
+        return content
+    if parsed.parts_lost:
+        content.problems.append(Problem(ProblemCode.UNREADABLE_FILE, "邮件的 MIME 结构已损坏（找不到分隔符），附件无法读取，请重新发送。"))
+    _file_attachments(parsed, content, limits, store)
+    return content
+
+
+def _file_attachments(parsed: ParsedMail, content: MailContent, limits: LimitsSettings,
+                      store: Callable[[bytes], str]) -> None:
+    budget = MailBudget(limits)  # bytes and members unpacked, shared by the mail's zips
+    for attachment in parsed.attachments:
+        content.attachments.append(_reference(attachment))
+        if attachment.content_type in _NOT_SUBMISSIONS or attachment.name.lower() == "winmail.dat":
+            content.problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请或 Outlook 专用格式），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
+        elif (problem := unsupported_archive(attachment.name, attachment.data)) is not None:
+            content.problems.append(problem)
+        elif detect_kind(attachment.data, attachment.name) is FileKind.ZIP:
+            unpacked = unpack_zip(attachment.data, attachment.name, limits, budget=budget, store=store)
+            content.problems.extend(unpacked.problems)
+            content.files.extend(FileRef(m.name, m.digest, m.parent) for m in unpacked.members)
+        else:
+            content.files.append(FileRef(attachment.name, store(attachment.data)))
+        attachment.data = b""  # archived: freed before the next one is decoded
+
+
+def _reference(attachment: Attachment) -> AttachmentRef:
+    return AttachmentRef(attachment.name, attachment.content_type, attachment.forwarded,
+                         sha256_hex(attachment.data), len(attachment.data))
+
+
+@dataclass(frozen=True)
+class MailView:
+    """A mail as the steps after parsing see it: header fields and the mail's top-level
+    headers (from the header block), and what a parser process read from its body. Plain
+    data: no MIME tree, no raw bytes."""
+
+    message_id: str | None
+    from_name: str
+    from_address: str | None  # None unless the mail names exactly one usable address
+    from_problem: str | None  # why not: intake.mime.FROM_MISSING, FROM_MULTIPLE, FROM_UNPARSEABLE
+    to: str
+    subject: str
+    date_header: str | None
+    headers: tuple[tuple[str, str], ...]  # (name, value as sent), in order
+    content_types: frozenset[str]
+    body_text: str = ""
+    attachments: tuple[AttachmentRef, ...] = ()
+    defects: tuple[str, ...] = ()
+    too_deep: bool = False
+    parts_lost: bool = False
+
+    @classmethod
+    def of(cls, headers: ParsedMail, content: MailContent | None = None) -> MailView:
+        """`headers` from intake.mime.parse_headers; `content` from a parser process
+        (None: the body was not read)."""
+        content = content or MailContent()
+        return cls(
+            message_id=headers.message_id,
+            from_name=headers.from_name,
+            from_address=headers.from_address,
+            from_problem=headers.from_problem,
+            to=headers.to,
+            subject=headers.subject,
+            date_header=headers.date_header,
+            headers=tuple(headers.message.items()),
+            content_types=frozenset(headers.content_types | set(content.content_types)),
+            body_text=content.body_text,
+            attachments=tuple(content.attachments),
+            defects=tuple(dict.fromkeys([*headers.defects, *content.defects])),
+            too_deep=content.too_deep,
+            parts_lost=content.parts_lost,
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, limits: LimitsSettings | None = None) -> MailView:
+        """Read entirely in this process: for tests and tools, never for received mail."""
+        return cls.of(parse_headers(raw), read_mail(raw, limits or LimitsSettings(), sha256_hex))
+
+    def get(self, name: str) -> str | None:
+        """The first top-level header of that name as sent, or None (like Message.get)."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
+
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.headers]
