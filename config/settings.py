@@ -173,6 +173,9 @@ class MailboxSettings(_Section):
     folder: str = "INBOX"
     processed_folder: str | None = None
     sent_folder: str | None = None
+    # Read-only besides `folder` (never moved or flagged there): None = the server's \Junk
+    # special-use folder when it has one; [] = none.
+    extra_folders: list[str] | None = None
     maildir: Path = Path("var/maildir")
     poll_seconds: Annotated[int, Field(ge=5)] = 60
     idle: bool = True
@@ -271,6 +274,17 @@ class LimitsSettings(_Section):
     # Per mail: past either, the mail's remaining files are recorded as too_large, unread.
     max_files_per_mail: Annotated[int, Field(ge=1)] = 50
     max_seconds_per_mail: Annotated[float, Field(gt=0)] = 180.0
+
+
+class LinksSettings(_Section):
+    """Large-attachment links (超大附件, intake.links): recorded always; fetched only when
+    `download` is on, from `hosts` only, within the byte and time limits."""
+
+    download: bool = False
+    max_bytes: Annotated[int, Field(ge=1)] = 200 * 1024 * 1024
+    seconds: Annotated[float, Field(gt=0)] = 60.0
+    hosts: list[str] = ["mail.163.com", "mail.126.com", "mail.yeah.net", "dashi.163.com", "wx.mail.qq.com",
+                        "mail.qq.com", "exmail.qq.com"]
 
 
 class ParsingSettings(_Section):
@@ -388,6 +402,7 @@ class Settings(_Section):
     storage: StorageSettings = StorageSettings()
     limits: LimitsSettings = LimitsSettings()
     parsing: ParsingSettings = ParsingSettings()
+    links: LinksSettings = LinksSettings()
     campaign: CampaignSettings
     digest: DigestSettings = DigestSettings()
     reminders: RemindersSettings = RemindersSettings()

@@ -31,6 +31,7 @@ class UnitState(StrEnum):
     INCOMPLETE = "incomplete"
     INVALID = "invalid"
     AWAITING = "awaiting"  # the record is a claim staff have not confirmed (待确认)
+    DOWNLOAD = "awaiting_download"  # a missing file came as a large-attachment link (待下载)
 
 
 STATE_LABELS = {
@@ -39,6 +40,7 @@ STATE_LABELS = {
     UnitState.INCOMPLETE: "材料不全",
     UnitState.INVALID: "需修改",
     UnitState.AWAITING: "待确认",
+    UnitState.DOWNLOAD: "待下载",
     UnitState.MISSING: "未报送",
 }
 KIND_LABELS = {UnitKind.CITY: "城市", UnitKind.INDUSTRY: "产业", UnitKind.ORGAN: "机关", UnitKind.ENTERPRISE: "企业"}
@@ -48,6 +50,7 @@ STATE_COLOURS = {
     UnitState.INCOMPLETE: "yellow",
     UnitState.INVALID: "red",
     UnitState.AWAITING: "magenta",
+    UnitState.DOWNLOAD: "blue",
     UnitState.MISSING: "bright_black",
 }
 # The same states in the same colours wherever people see them (digest, web console).
@@ -57,6 +60,7 @@ STATE_HEX = {
     UnitState.INCOMPLETE: "#ef6c00",
     UnitState.INVALID: "#c62828",
     UnitState.AWAITING: "#8e24aa",
+    UnitState.DOWNLOAD: "#1565c0",
     UnitState.MISSING: "#757575",
 }
 TIME_FORMAT = "%Y-%m-%d %H:%M"
@@ -80,6 +84,8 @@ def state_for(verdict: SubmissionStatus, late: bool) -> UnitState:
         return UnitState.ACCEPTED_LATE if late else UnitState.ACCEPTED
     if verdict is SubmissionStatus.INCOMPLETE:
         return UnitState.INCOMPLETE
+    if verdict is SubmissionStatus.AWAITING_DOWNLOAD:
+        return UnitState.DOWNLOAD
     return UnitState.INVALID
 
 

@@ -27,30 +27,37 @@ class Completeness:
     problems: tuple[Problem, ...]
 
 
-def completeness(reports: Iterable[FileReport]) -> Completeness:
+def completeness(reports: Iterable[FileReport], linked: frozenset[str] = frozenset()) -> Completeness:
+    """`linked`: what large-attachment links in the body stand for ("pdf", "editable";
+    intake.links.LargeAttachment.covers): a part sent as a link is not missing."""
     reports = list(reports)
     # A photo taken as the stamped copy stands in for the scan (parsers.photo); an OFD is one.
     has_pdf = any(r.kind in (FileKind.PDF, FileKind.OFD, FileKind.PHOTO) for r in reports)
     has_editable = any(r.kind.editable for r in reports)
     problems: list[Problem] = []
-    if not reports:
+    if not reports and not linked:
         problems.append(Problem(ProblemCode.NO_ATTACHMENTS, "邮件中没有附件：请附上盖章扫描的 PDF 和可编辑的电子版（Excel）。"))
     else:
-        if not has_pdf:
+        if not has_pdf and "pdf" not in linked:
             problems.append(Problem(ProblemCode.MISSING_PDF, "缺少盖章后扫描的 PDF 文件。"))
-        if not has_editable:
+        if not has_editable and "editable" not in linked:
             problems.append(Problem(ProblemCode.MISSING_EDITABLE, "缺少可编辑的电子版（Excel 或 Word 表格）。"))
     return Completeness(has_pdf=has_pdf, has_editable=has_editable, problems=tuple(problems))
 
 
-def content_status(problems: Iterable[Problem], *, has_pdf: bool, has_editable: bool, attachments: int) -> SubmissionStatus:
+def content_status(problems: Iterable[Problem], *, has_pdf: bool, has_editable: bool, attachments: int,
+                   linked: frozenset[str] = frozenset()) -> SubmissionStatus:
     """Errors make it invalid (the reply lists them all, missing parts included);
-    otherwise anything missing makes it incomplete."""
+    otherwise anything missing makes it incomplete, unless it came as a link: then the
+    submission waits for staff to download it."""
     problems = list(problems)
     if attachments and any(p.severity is Severity.ERROR for p in problems):
         return SubmissionStatus.INVALID
-    if not attachments or not has_pdf or not has_editable:
+    pdf, editable = has_pdf or "pdf" in linked, has_editable or "editable" in linked
+    if not (attachments or linked) or not pdf or not editable:
         return SubmissionStatus.INCOMPLETE
+    if not has_pdf or not has_editable:
+        return SubmissionStatus.AWAITING_DOWNLOAD
     return SubmissionStatus.ACCEPTED
 
 

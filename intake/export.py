@@ -55,7 +55,8 @@ def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any
         "files": [
             {"name": f.name, "kind": f.kind, "sha256": f.sha256, "size": f.size, "parent": f.parent,
              "pages": f.pdf_pages, "seal": f.seal, "seal_kind": f.seal_kind, "signer": f.signer,
-             "derived_pdf_sha256": f.derived_sha256}
+             "derived_pdf_sha256": f.derived_sha256,
+             "url": f.url, "expires_at": f.expires_at.isoformat() if f.expires_at else None}
             for f in submission.files
         ],
         "has_pdf": submission.has_pdf,

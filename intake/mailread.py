@@ -12,6 +12,7 @@ threading, storing) see of a mail.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,13 +20,18 @@ from pydantic import ConfigDict, TypeAdapter
 
 from config.settings import LimitsSettings
 from intake.archive import sha256_hex
+from intake.links import find_links
 from intake.mime import MAX_NESTING, Attachment, ParsedMail, parse_headers, parse_mail
-from intake.unpack import MailBudget, unpack_zip, unsupported_archive
-from parsers.filetypes import detect_kind
-from parsers.model import FileKind, Problem, ProblemCode
+from intake.mime import safe_filename
+from intake.unpack import ArchiveFile, MailBudget, archive_kind, decode_name, unpack_archive, unsupported_archive
+from parsers.model import Problem, ProblemCode
 
+MAX_URL = 2000  # a link longer than this is cut (it is shown, never fetched cut)
 # Attachments that are not submissions whatever they hold.
-_NOT_SUBMISSIONS = ("text/calendar", "application/ms-tnef")
+_NOT_SUBMISSIONS = ("text/calendar",)
+# Outlook's winmail.dat wraps the real attachments (TNEF): found by type, name or signature.
+_TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+_TNEF_SIGNATURE = b"\x78\x9f\x3e\x22"
 
 
 @dataclass
@@ -41,11 +47,21 @@ class AttachmentRef:
 
 @dataclass
 class FileRef:
-    """A file to parse, already in the archive: an attachment or a zip member."""
+    """A file to parse, already in the archive: an attachment or an archive member."""
 
     name: str
     digest: str
     parent: str | None = None  # display path of the archive it came from
+
+
+@dataclass
+class LinkRef:
+    """A large-attachment link found in the body (intake.links), as stated there."""
+
+    url: str
+    name: str | None
+    size: int | None
+    expires_at: dt.datetime | None
 
 
 @dataclass
@@ -56,14 +72,18 @@ class MailContent:
     content_types: list[str] = field(default_factory=list)
     attachments: list[AttachmentRef] = field(default_factory=list)
     files: list[FileRef] = field(default_factory=list)
+    archives: list[ArchiveFile] = field(default_factory=list)  # listed whatever their members' fate
     problems: list[Problem] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     too_deep: bool = False
     parts_lost: bool = False
+    returned_ids: list[str] = field(default_factory=list)  # Message-IDs of mail carried inside
+    delivery_status: str = ""  # a bounce's diagnostic
+    links: list[LinkRef] = field(default_factory=list)  # large-attachment links (超大附件)
 
 
 # Rebuilt like parsers.model's reports: unknown keys and wrong types are refused.
-for _plain in (AttachmentRef, FileRef, MailContent):
+for _plain in (AttachmentRef, FileRef, ArchiveFile, MailContent):
     _plain.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
 _CONTENT = TypeAdapter(MailContent)
 
@@ -87,6 +107,10 @@ def read_mail(raw: bytes, limits: LimitsSettings, store: Callable[[bytes], str])
         defects=parsed.defects,
         too_deep=parsed.too_deep,
         parts_lost=parsed.parts_lost,
+        returned_ids=parsed.returned_ids,
+        delivery_status=parsed.delivery_status,
+        links=[LinkRef(link.url[:MAX_URL], safe_filename(link.name) if link.name else None, link.size, link.expires_at)
+               for link in find_links(parsed.bodies)],
     )
     del parsed.message  # the tree: attachments below are already decoded bytes
     if parsed.too_deep:
@@ -100,20 +124,67 @@ def read_mail(raw: bytes, limits: LimitsSettings, store: Callable[[bytes], str])
 
 def _file_attachments(parsed: ParsedMail, content: MailContent, limits: LimitsSettings,
                       store: Callable[[bytes], str]) -> None:
-    budget = MailBudget(limits)  # bytes and members unpacked, shared by the mail's zips
+    budget = MailBudget(limits)  # bytes and members unpacked, shared by the mail's archives
     for attachment in parsed.attachments:
         content.attachments.append(_reference(attachment))
-        if attachment.content_type in _NOT_SUBMISSIONS or attachment.name.lower() == "winmail.dat":
-            content.problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请或 Outlook 专用格式），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
-        elif (problem := unsupported_archive(attachment.name, attachment.data)) is not None:
-            content.problems.append(problem)
-        elif detect_kind(attachment.data, attachment.name) is FileKind.ZIP:
-            unpacked = unpack_zip(attachment.data, attachment.name, limits, budget=budget, store=store)
-            content.problems.extend(unpacked.problems)
-            content.files.extend(FileRef(m.name, m.digest, m.parent) for m in unpacked.members)
+        if _is_tnef(attachment):
+            _file_tnef(attachment.name, attachment.data, content, limits, budget, store)
+        elif attachment.content_type in _NOT_SUBMISSIONS:
+            content.problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
         else:
-            content.files.append(FileRef(attachment.name, store(attachment.data)))
+            _file_one(attachment.name, attachment.data, content, limits, budget, store)
         attachment.data = b""  # archived: freed before the next one is decoded
+
+
+def _file_one(name: str, data: bytes, content: MailContent, limits: LimitsSettings, budget: MailBudget,
+              store: Callable[[bytes], str]) -> None:
+    """An attachment (or a file Outlook wrapped in winmail.dat): unpacked, refused or filed."""
+    if (kind := archive_kind(data, name)) is not None:
+        unpacked = unpack_archive(data, name, kind, limits, budget=budget, store=store)
+        content.problems.extend(unpacked.problems)
+        content.files.extend(FileRef(m.name, m.digest, m.parent) for m in unpacked.members)
+        content.archives.extend(unpacked.archives)
+    elif (problem := unsupported_archive(name, data)) is not None:
+        content.problems.append(problem)
+    else:
+        content.files.append(FileRef(name, store(data)))
+
+
+def _is_tnef(attachment: Attachment) -> bool:
+    return (attachment.content_type in _TNEF_TYPES or attachment.name.lower() == "winmail.dat"
+            or attachment.data.startswith(_TNEF_SIGNATURE))
+
+
+def _file_tnef(name: str, data: bytes, content: MailContent, limits: LimitsSettings, budget: MailBudget,
+               store: Callable[[bytes], str]) -> None:
+    """The attachments inside Outlook's winmail.dat, each handled like a mail attachment
+    (members of the mail's budget, so a TNEF of thousands of files costs what a zip would)."""
+    from tnefparse import TNEF
+
+    try:
+        found = [a for a in TNEF(data).attachments if a.data]
+    except Exception as err:  # noqa: BLE001 - a hostile stream may break the decoder anywhere
+        content.problems.append(Problem(ProblemCode.UNREADABLE_FILE, f"《{name}》（Outlook 专用格式）无法读取（{type(err).__name__}）；请在 Outlook 中改用 HTML 或纯文本格式重新发送。", name))
+        return
+    if not found:
+        content.problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{name}》是 Outlook 专用格式，其中没有附件，已忽略；请以普通附件形式发送 PDF 和 Excel。", name))
+    for attachment in found:
+        if budget.members_left <= 0:
+            content.problems.append(Problem(ProblemCode.UNSAFE_FILE, f"《{name}》中的文件超过 {limits.max_zip_members} 个，其余文件未读取。", name))
+            return
+        budget.members_left -= 1
+        _file_one(_tnef_name(attachment), attachment.data, content, limits, budget, store)
+
+
+def _tnef_name(attachment) -> str:  # noqa: ANN001 - tnefparse.TNEFAttachment
+    """The long name where Outlook wrote one (MAPI, already decoded), else the 8.3 title,
+    which tnefparse would decode as UTF-8 only: GBK from a Chinese Outlook is common."""
+    from tnefparse.properties import MAPI_ATTACH_LONG_FILENAME
+
+    long_names = [a.data for a in attachment.mapi_attrs if a.name == MAPI_ATTACH_LONG_FILENAME]
+    raw = long_names[0] if long_names else attachment._name  # noqa: SLF001 - the undecoded title
+    name = raw if isinstance(raw, str) else decode_name(bytes(raw).rstrip(b"\x00"))
+    return safe_filename(name.strip("\x00"))
 
 
 def _reference(attachment: Attachment) -> AttachmentRef:
@@ -138,9 +209,13 @@ class MailView:
     content_types: frozenset[str]
     body_text: str = ""
     attachments: tuple[AttachmentRef, ...] = ()
+    archives: tuple[ArchiveFile, ...] = ()
     defects: tuple[str, ...] = ()
     too_deep: bool = False
     parts_lost: bool = False
+    returned_ids: tuple[str, ...] = ()
+    delivery_status: str = ""
+    links: tuple[LinkRef, ...] = ()
 
     @classmethod
     def of(cls, headers: ParsedMail, content: MailContent | None = None) -> MailView:
@@ -159,9 +234,13 @@ class MailView:
             content_types=frozenset(headers.content_types | set(content.content_types)),
             body_text=content.body_text,
             attachments=tuple(content.attachments),
+            archives=tuple(content.archives),
             defects=tuple(dict.fromkeys([*headers.defects, *content.defects])),
             too_deep=content.too_deep,
             parts_lost=content.parts_lost,
+            returned_ids=tuple(content.returned_ids),
+            delivery_status=content.delivery_status,
+            links=tuple(content.links),
         )
 
     @classmethod

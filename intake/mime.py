@@ -88,14 +88,47 @@ def normalize_charset(label: str | None) -> str | None:
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
-    """Decode with the declared charset when it works; else UTF-8, else GB18030."""
-    for candidate in (normalize_charset(charset), "utf-8", "gb18030"):
-        if candidate:
-            try:
-                return data.decode(candidate)
-            except (UnicodeDecodeError, LookupError):
-                continue
-    return data.decode("gb18030", errors="replace")
+    """Decode with the declared charset when it works; else as undeclared text (decode_raw)."""
+    if (declared := normalize_charset(charset)) is not None:
+        try:
+            return data.decode(declared)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return decode_raw(data)
+
+
+def decode_raw(data: bytes) -> str:
+    """Text sent without a usable charset label: UTF-8 (also when cut inside its last
+    character: names are truncated by byte count), else GB18030, else Latin-1 for a name
+    whose GB18030 reading is mostly outside GB 2312 while its Latin-1 reading is letters
+    (b"Fr\xf6sche" is "Frösche", not "Fr鰏che")."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start >= len(data) - 3 and err.reason == "unexpected end of data":
+            return data[: err.start].decode("utf-8")  # a trailing partial character dropped
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        return data.decode("gb18030", errors="replace")
+    return data.decode("latin-1") if _latin1_more_plausible(text, data) else text
+
+
+def _latin1_more_plausible(gb_text: str, data: bytes) -> bool:
+    wide = [c for c in gb_text if ord(c) > 127]
+    rare = sum(not _in_gb2312(c) for c in wide)
+    if not wide or rare * 2 <= len(wide):
+        return False
+    latin = [c for c in data.decode("latin-1") if ord(c) > 127]
+    return all(c.isalpha() for c in latin)
+
+
+def _in_gb2312(char: str) -> bool:
+    try:
+        char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode_header_value(value: str | email.header.Header | None, limit: int = HEADER_TEXT_LIMIT) -> str:
@@ -105,17 +138,46 @@ def decode_header_value(value: str | email.header.Header | None, limit: int = HE
         return ""
     if isinstance(value, email.header.Header):
         value = str(value)
-    value = _bounded(value)
-    if _has_8bit(value):
-        value = decode_bytes(value.encode("utf-8", "surrogateescape"))
-    if "=?" not in value:
-        return _clean(value)[:limit]
+    return _clean(_decode_words(_bounded(value)))[:limit]
+
+
+def _decode_words(value: str) -> str:
+    """RFC 2047 by hand, in one linear pass: raw 8-bit text around and inside encoded-words
+    is decoded as text (the stdlib turns it into literal "\\u56de" escapes), whitespace
+    between two encoded-words is dropped, and adjacent words in one charset are joined
+    before decoding (clients split a character's bytes across two words)."""
+    chunks: list[tuple[bytes, str | None]] = []  # (bytes, charset); charset None: raw text
+    position = 0
+    for word in _ENCODED_WORD.finditer(value):
+        between = value[position : word.start()]
+        if between and not (between.isspace() and chunks and chunks[-1][1] is not None):
+            chunks.append((_raw(between), None))
+        data, charset = _word_bytes(word.group(0))
+        if chunks and chunks[-1][1] == charset and charset is not None:
+            chunks[-1] = (chunks[-1][0] + data, charset)
+        else:
+            chunks.append((data, charset))
+        position = word.end()
+    if position < len(value):
+        chunks.append((_raw(value[position:]), None))
+    return "".join(decode_bytes(data, charset) if charset else decode_raw(data) for data, charset in chunks)
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _word_bytes(word: str) -> tuple[bytes, str]:
+    """(payload bytes, charset label) of one encoded-word; a bad payload is kept as text."""
+    charset, encoding, payload = word[2:-2].split("?", 2)
+    charset = charset.partition("*")[0].lower()  # RFC 2231 language suffix: utf-8*zh
+    data = _raw(payload)
     try:
-        parts = email.header.decode_header(value)
-    except (ValueError, email.errors.HeaderParseError):
-        return _clean(value)[:limit]
-    text = "".join(decode_bytes(chunk, charset) if isinstance(chunk, bytes) else chunk for chunk, charset in parts)
-    return _clean(text)[:limit]
+        if encoding in "bB":
+            return binascii.a2b_base64(data + b"=" * (-len(data) % 4)), charset
+        return quopri.decodestring(data.replace(b"_", b" "), header=True), charset
+    except (binascii.Error, ValueError):
+        return _raw(word), charset
 
 
 def _bounded(value: str) -> str:
@@ -173,7 +235,7 @@ def _param_filename(part: Message) -> str | None:
             return decode_bytes(text.encode("latin-1", "surrogateescape"), charset or "utf-8")
         if _ENCODED_WORD.search(value):
             return decode_header_value(value)
-        return decode_bytes(value.encode("utf-8", "surrogateescape")) if _has_8bit(value) else value
+        return decode_raw(_raw(value)) if _has_8bit(value) else value
     return None
 
 
@@ -206,6 +268,12 @@ class ParsedMail:
     from_problem: str | None = None
     # Every part's content type (only the top-level one when the tree was not read).
     content_types: set[str] = field(default_factory=set)
+    # Message-IDs of mail carried inside (a forward, or the mail a bounce returns).
+    returned_ids: list[str] = field(default_factory=list)
+    delivery_status: str = ""  # a bounce's first Diagnostic-Code or Status, as sent
+    # (content type, decoded text) of every body part, forwards included, bounded: where
+    # large-attachment links are found (intake.links).
+    bodies: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def parts_lost(self) -> bool:
@@ -351,7 +419,14 @@ def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> 
     content_type = part.get_content_type()
     if content_type == "message/rfc822":
         for inner in _embedded_messages(part):
+            _note_returned(parsed, inner)
             _walk(inner, parsed, forwarded=True, depth=depth + 1)
+        return
+    if content_type in _RETURNED_HEADERS:  # a bounce's copy of the returned mail's header
+        _note_returned(parsed, email.message_from_bytes(part.get_payload(decode=True) or b"", policy=RAW_HEADERS))
+        return
+    if content_type in _DELIVERY_STATUS:
+        _note_delivery_status(parsed, part)
         return
     if part.is_multipart():
         for inner in part.get_payload() or []:
@@ -361,8 +436,11 @@ def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> 
     name = _param_filename(part)
     disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     if name is None and content_type in _BODY_TYPES and disposition != "attachment":
+        text = decode_bytes(part.get_payload(decode=True) or b"", part.get_content_charset())
+        if len(parsed.bodies) < MAX_BODIES:
+            parsed.bodies.append((content_type, text[:BODY_CHARS_KEPT]))
         if not forwarded or not parsed.body_text:
-            parsed.body_text += "\n" + _body_text(part)
+            parsed.body_text += "\n" + (html_to_text(text) if content_type == "text/html" else text)
         return
     if name is None and content_type.startswith(("multipart/", "message/")):
         return
@@ -374,6 +452,31 @@ def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> 
     parsed.attachments.append(
         Attachment(name=safe_filename(name), data=data, content_type=content_type, forwarded=forwarded)
     )
+
+
+MAX_BODIES = 10
+BODY_CHARS_KEPT = 400_000
+
+
+_RETURNED_HEADERS = {"text/rfc822-headers", "text/global-headers"}
+_DELIVERY_STATUS = {"message/delivery-status", "message/global-delivery-status"}
+MAX_RETURNED_IDS = 5
+
+
+def _note_returned(parsed: ParsedMail, inner: Message) -> None:
+    message_id = decode_header_value(inner.get("Message-ID"), limit=998)
+    if message_id and len(parsed.returned_ids) < MAX_RETURNED_IDS:
+        parsed.returned_ids.append(message_id)
+
+
+def _note_delivery_status(parsed: ParsedMail, part: Message) -> None:
+    """The first per-recipient Diagnostic-Code (else Status) of a delivery report."""
+    payload = part.get_payload()
+    blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
+    for name in ("Diagnostic-Code", "Status"):
+        for block in blocks:
+            if not parsed.delivery_status and (value := block.get(name)):
+                parsed.delivery_status = decode_header_value(value, limit=500)
 
 
 def _embedded_messages(part: Message) -> list[Message]:

@@ -22,22 +22,24 @@ from intake.app import App
 from intake.archive import ArchiveError, sha256_hex
 from intake.authenticity import AuthVerdict, check_sender, sender_header_problem, sender_problem
 from intake.faults import checkpoint
-from intake.decide import completeness, content_status, is_late, sheet_units
-from intake.mailread import FileRef, MailView
-from intake.mime import HEADER_BLOCK_LIMIT, header_block, parse_headers
+from intake.decide import Completeness, completeness, content_status, is_late, sheet_units
+from intake.links import CHINA, LargeAttachment, LinkFetchError, fetch_link
+from intake.mailread import FileRef, LinkRef, MailView
+from intake.mime import HEADER_BLOCK_LIMIT, header_block, parse_headers, safe_filename
 from intake.tracking import settle_current
-from intake.trust import awaits_staff, trust_level, unconfirmed_problem
-from intake.unpack import MailBudget
+from intake.trust import TRUSTED, awaits_staff, trust_level, unconfirmed_problem
+from intake.unpack import ArchiveFile, MailBudget
 from notifications.loops import no_reply_reason
 from notifications.replies import queue_reply, reply_kind
 from parsers.crosscheck import cross_check, seal_verdict
-from parsers.model import FileReport, Form1Row, Problem, ProblemCode
+from parsers.model import FileKind, FileReport, Form1Row, Problem, ProblemCode
 from storage.models import (
     Confirmation,
     Form1Record,
     Form2Record,
     Message,
     MessageState,
+    OutboxItem,
     ProblemRecord,
     ReplyKind,
     StoredFile,
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # Reasons for no reply that mean "a machine wrote this", as opposed to "we do not know you".
 NOT_AUTOMATIC = {"unknown_sender_no_attachments"}
+# Mail ignored whatever it carries: a bounce's returned mail is ours or a stranger's, never a submission.
+ALWAYS_IGNORED = {"bounce"}
 REVIEW_CODES = {
     ProblemCode.SEAL_NOT_FOUND,
     ProblemCode.PHOTO_NOT_PDF,
@@ -62,10 +66,15 @@ REVIEW_CODES = {
     ProblemCode.SENDER_AMBIGUOUS,
     ProblemCode.UNIT_UNCONFIRMED,
     ProblemCode.UNSUPPORTED_FILE,
+    ProblemCode.FOUND_IN_SPAM,
+    ProblemCode.LINK_PENDING,
 }
 # Our own disk or database failing (full, locked, gone) is not the message's fault: it is
 # never quarantined for that, but stays archived and the caller retries the poll later.
 STORAGE_ERRORS = (ArchiveError, OperationalError)
+# How much of a quarantined mail's traceback is logged and kept.
+TRACE_FRAMES = 8
+TRACE_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,9 @@ def _parse(app: App, message_pk: int, force: bool) -> _Parsed:
         head = header_block(app.archive.read_start("mail", digest, HEADER_BLOCK_LIMIT))
         budget = MailBudget(app.settings.limits)
         mail, files, problems = _read_mail(app, digest, head, budget)
+        if app.settings.links.download:
+            fetched, failed = download_links(app, mail.links, budget)
+            files, problems = [*files, *fetched], [*problems, *failed]
         reports, refused = _parse_files(app, files, budget)
         verdict = _check_sender(app, digest, head, mail)
         return _Parsed(message_pk, mail, verdict, arrived_at, reports, [*problems, *refused])
@@ -207,14 +219,24 @@ def _finish(app: App, parsed: _Parsed) -> Outcome:
     except STORAGE_ERRORS:
         raise
     except Exception as err:  # noqa: BLE001 - one bad message must never block the rest
-        log.error("message %s quarantined", parsed.message_pk, exc_info=err)
+        failure = failure_text(err)
+        log.error("message %s quarantined: %s", parsed.message_pk, failure)  # once, trimmed: no exc_info
         with app.db.session() as session:
             message = session.get(Message, parsed.message_pk)
             message.state = MessageState.QUARANTINED
-            trace = "".join(traceback.format_exception(err, limit=8))
-            message.error = f"{type(err).__name__}: {err}\n{trace}"[:10000]
+            message.error = failure
             message.processed_at = utcnow()
             return _outcome(message)
+
+
+def failure_text(err: BaseException) -> str:
+    """The error's first line, then the innermost frames of its traceback, bounded: a
+    recursion error's traceback runs to thousands of lines that say nothing more."""
+    frames = traceback.TracebackException.from_exception(err, limit=-TRACE_FRAMES)
+    trace = "".join(frames.format())
+    if len(trace) > TRACE_CHARS:
+        trace = "…\n" + trace[-TRACE_CHARS:]
+    return f"{type(err).__name__}: {str(err)[:500]}\n{trace}"
 
 
 def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcome:
@@ -293,7 +315,10 @@ def _store(
     unpack_problems: list[Problem],
 ) -> Outcome:
     settings = app.settings
-    has_files = bool(reports) or bool(unpack_problems)
+    # A mail whose parts are lost (boundary never found) and that names no attachment has
+    # sent nothing: its MIME problem is no file (an unknown sender's gets no reply).
+    has_files = (bool(reports) or bool(mail.links)
+                 or (bool(unpack_problems) and not (mail.parts_lost and not mail.attachments)))
     for report in reports:
         if report.derived_pdf:  # a photo's PDF is kept beside the original (archive first)
             app.archive.store("files", report.derived_pdf)
@@ -307,27 +332,42 @@ def _store(
     with app.db.session() as session:
         message = session.get(Message, message_pk)
         message.auth_results = verdict.as_dict()
+        if message.submission is None and (first := same_mail_delivered_before(session, message, reports, mail.links)) is not None:
+            return _record_copy(message, first)
+        if reason == "bounce":
+            note_bounce(session, mail)
         submission = message.submission or Submission(message=message)
         _reset(submission)
         late = is_late(arrived_at, settings.campaign.deadline)
-        if not has_files and (reason is not None):
+        spam = _in_extra_folder(message, settings)
+        if spam and not _registered_sender(app, mail, verdict):
+            # Spam folders hold mostly spam: a stranger's mail there is kept, never answered.
+            _fill(submission, status=SubmissionStatus.IGNORED, late=late, reply=ReplyKind.NONE, suppressed="spam_folder")
+            session.add(submission)
+            settle_current(session, submission)
+        elif reason in ALWAYS_IGNORED or (not has_files and reason is not None):
             status = SubmissionStatus.IGNORED
             _fill(submission, status=status, late=late, reply=ReplyKind.NONE, suppressed=reason)
             session.add(submission)
             settle_current(session, submission)
         else:
-            done = completeness(reports)
+            linked = frozenset().union(*(LargeAttachment(**vars(link)).covers for link in mail.links))
+            done = completeness(reports, linked)
             written_units = sheet_units(reports)
             match = app.registry.match(
                 sender=mail.from_address, sheet_units=written_units, subject=mail.subject, body=mail.body_text
             )
             problems = [*unpack_problems, *(p for r in reports for p in r.problems), *cross_check(reports)]
-            problems += [*done.problems, *match.problems]
+            problems += [*done.problems, *match.problems, *pending_links(mail.links, done)]
             if settings.authenticity.require and (unverified := sender_problem(verdict, mail.from_address)):
                 problems.append(unverified)
             if ambiguous := sender_header_problem(mail):
                 problems.append(ambiguous)
-            status = content_status(problems, has_pdf=done.has_pdf, has_editable=done.has_editable, attachments=len(reports))
+            if spam:
+                problems.append(Problem(ProblemCode.FOUND_IN_SPAM, f"该邮件在垃圾邮件文件夹（{message.folder}）中找到，已按正常报送处理；"
+                                                                   "请在邮箱中把该单位的地址加入白名单。"))
+            status = content_status(problems, has_pdf=done.has_pdf, has_editable=done.has_editable, attachments=len(reports),
+                                    linked=linked)
             reply = ReplyKind.NONE if reason else reply_kind(status, late)
             _fill(submission, status=status, late=late, reply=reply, suppressed=reason)
             if not submission.assigned_by:  # a unit staff named stays named
@@ -344,7 +384,8 @@ def _store(
             submission.ocr_pending = settings.parsing.ocr and any(
                 r.pdf is not None and not r.pdf.has_text for r in reports
             )
-            _attach(submission, reports, problems)
+            _attach(submission, reports, problems, mail.archives)
+            _attach_links(submission, mail.links)
             submission.needs_review = (
                 late
                 or awaits_staff(submission)
@@ -372,6 +413,89 @@ def _store(
         return _outcome(message)
 
 
+def same_mail_delivered_before(session, message: Message, reports: list[FileReport],  # noqa: ANN001
+                               links: tuple[LinkRef, ...] = ()) -> Message | None:
+    """The first processed copy of this mail that reached us by another route (same
+    Message-ID, sender, subject and files: the trace headers differ, so the bytes do)."""
+    if not message.message_id or not message.from_address:
+        return None
+    digests = {r.sha256 for r in reports} | {link_digest(link) for link in links}
+    earlier = session.scalars(
+        select(Message).where(
+            Message.message_id == message.message_id,
+            Message.from_address == message.from_address,
+            Message.subject.is_(None) if message.subject is None else Message.subject == message.subject,
+            Message.state == MessageState.PROCESSED,
+            Message.id < message.id,
+        ).order_by(Message.id)
+    )
+    return next((m for m in earlier if m.submission and {f.sha256 for f in m.submission.files} == digests), None)
+
+
+def _record_copy(message: Message, first: Message) -> Outcome:
+    message.state = MessageState.DUPLICATE
+    message.duplicate_of_id = first.id
+    message.processed_at = utcnow()
+    message.error = None
+    log.info("mail #%s is another delivery of #%s (same Message-ID, sender and files): recorded, not answered",
+             message.id, first.id)
+    return _outcome(message)
+
+
+def pending_links(links: tuple[LinkRef, ...], done: Completeness) -> list[Problem]:
+    """A warning for staff per link that stands for a missing part: name, expiry, URL."""
+    problems = []
+    for link in links:
+        covers = LargeAttachment(**vars(link)).covers
+        if ("pdf" in covers and not done.has_pdf) or ("editable" in covers and not done.has_editable):
+            expiry = f"，{link.expires_at.astimezone(CHINA):%Y-%m-%d %H:%M} 到期" if link.expires_at else ""
+            problems.append(Problem(ProblemCode.LINK_PENDING,
+                                    f"超大附件《{link.name or '未写明文件名'}》以链接发送，待工作人员下载{expiry}：{link.url[:300]}",
+                                    link.name))
+    return problems
+
+
+def download_links(app: App, links: tuple[LinkRef, ...], budget: MailBudget) -> tuple[list[FileRef], list[Problem]]:
+    """[links] download: each link's file fetched (provider hosts only, byte and time
+    caps) into the archive, to be parsed like an attachment; a failure is a warning."""
+    settings = app.settings.links
+    files, problems = [], []
+    for link in links:
+        try:
+            fetched = fetch_link(link.url, max_bytes=settings.max_bytes, hosts=frozenset(settings.hosts),
+                                 seconds=min(settings.seconds, max(budget.seconds_left(), 1.0)))
+        except LinkFetchError as err:
+            problems.append(Problem(ProblemCode.LINK_PENDING, f"超大附件《{link.name or '未写明文件名'}》未能自动下载：{err}", link.name))
+            continue
+        name = safe_filename(fetched.name or link.name or "超大附件")
+        files.append(FileRef(name, app.archive.store("files", fetched.data)))
+    return files, problems
+
+
+def note_bounce(session, mail: MailView) -> None:  # noqa: ANN001
+    """Mark the replies a bounce returns as not delivered, for staff (failed delivery)."""
+    if not mail.returned_ids:
+        return
+    reason = (mail.delivery_status or mail.subject or "退信")[:500]
+    for item in session.scalars(select(OutboxItem).where(OutboxItem.message_id.in_(mail.returned_ids))):
+        if item.bounced_at is None:
+            item.bounced_at, item.bounce_reason = utcnow(), reason
+            log.warning("outbox #%s to %s bounced: %s", item.id, item.to_address, reason)
+
+
+def _in_extra_folder(message: Message, settings) -> bool:  # noqa: ANN001 - config.settings.Settings
+    """Mail fetched over IMAP from a folder other than the watched one came from an extra
+    (spam) folder: the poller reads no other (intake.mailbox.extra_folders)."""
+    return message.uid is not None and message.folder != settings.mailbox.folder
+
+
+def _registered_sender(app: App, mail: MailView, verdict: AuthVerdict) -> bool:
+    """From is a registered address and its checks did not fail (trust verified/registered)."""
+    if app.registry.by_sender(mail.from_address) is None:
+        return False
+    return trust_level(unit_source="sender", auth=verdict.as_dict()) in TRUSTED
+
+
 def _reset(submission: Submission) -> None:
     """Reprocessing replaces what a submission holds but keeps its id (replies point at it)."""
     submission.files.clear()
@@ -394,7 +518,23 @@ def _fill(submission: Submission, *, status: SubmissionStatus, late: bool, reply
         submission.needs_review = False
 
 
-def _attach(submission: Submission, reports: list[FileReport], problems: list[Problem]) -> None:
+def _attach_links(submission: Submission, links: tuple[LinkRef, ...]) -> None:
+    """A link is listed like a file: name and size as the body states them, URL, expiry."""
+    for link in links:
+        submission.files.append(StoredFile(name=link.name or "（未写明文件名）", kind=FileKind.LINK.value,
+                                           sha256=link_digest(link), size=link.size or 0,
+                                           url=link.url, expires_at=link.expires_at))
+
+
+def link_digest(link: LinkRef) -> str:
+    return sha256_hex(link.url.encode())
+
+
+def _attach(submission: Submission, reports: list[FileReport], problems: list[Problem],
+            archives: tuple[ArchiveFile, ...] = ()) -> None:
+    for archive in archives:  # listed whatever became of their members (refused ones too)
+        submission.files.append(StoredFile(name=archive.name, kind=archive.kind, sha256=archive.digest,
+                                           size=archive.size, parent=archive.parent))
     for report in reports:
         submission.files.append(
             StoredFile(

@@ -49,6 +49,7 @@ def outbox_status(app: App) -> OutboxHealth:
 def unsent_lines(health: OutboxHealth) -> list[str]:
     """Mail that is not out, one Chinese line each with the reason: for `poll` and `status`."""
     lines = [f"✗ 发送失败，已不再重试（共尝试 {u.attempts} 次）：{u.to}《{u.subject}》：{u.reason}" for u in health.failed_items]
+    lines += [f"✗ 已发出但被退信：{u.to}《{u.subject}》：{u.reason}" for u in health.bounced_items]
     lines += [f"! 暂未发出，稍后自动重试（已尝试 {u.attempts} 次）：{u.to}《{u.subject}》：{u.reason}"
               for u in health.retrying_items]
     waiting = health.pending - len(health.retrying_items)

@@ -46,6 +46,8 @@ ATTENTION_WARNINGS = {
     "unit_mismatch": "单位不一致",
     "sender_unverified": "发件人未验证",
     "photo_not_pdf": "照片代替扫描件",
+    "link_pending": "超大附件链接待下载",
+    "found_in_spam": "在垃圾邮件文件夹中找到",
 }
 MAX_DETAILS = 3  # problems quoted per unit before "等 N 处"
 _SOURCE_LABELS = {"sheet": "据表格汇总单位", "subject": "据邮件主题", "body": "据邮件正文", "sender": "登记邮箱但验证未通过"}
@@ -247,6 +249,8 @@ def attention_groups(session: Session, board: Board, *, console: bool = False) -
     failed = Attention("发送失败的邮件", key="failed")
     for o in session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id)):
         failed.add(f"{o.to_address}：{o.subject}（{o.last_error or '原因不明'}）", o.submission_id)
+    for o in session.scalars(select(OutboxItem).where(OutboxItem.bounced_at.is_not(None)).order_by(OutboxItem.id)):
+        failed.add(f"{o.to_address}：{o.subject}（已发出但被退信：{o.bounce_reason or '原因不明'}）", o.submission_id)
     quarantined = Attention("无法处理的邮件（已隔离）", key="quarantined")
     for m in session.scalars(select(Message).where(Message.state == MessageState.QUARANTINED).order_by(Message.arrived_at)):
         reason = f"（{m.error}）" if console and m.error else ""

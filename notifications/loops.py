@@ -27,6 +27,13 @@ _NOREPLY_LOCAL = re.compile(
     r"^(mailer[-_.]?daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?)([-_.+0-9].*)?$",
     re.IGNORECASE,
 )
+# Where a delivery status notification carries the returned mail (RFC 3462 / 6522).
+RETURNED_PARTS = frozenset({"message/rfc822", "text/rfc822-headers", "message/global", "text/global-headers"})
+_BOUNCER_LOCAL = re.compile(r"^(mailer[-_.]?daemon|postmaster)$", re.IGNORECASE)
+# qmail returns the mail inline in a text/plain part, after this fixed line.
+_QMAIL_COPY = "Below this line is a copy of the message"
+# LISTSERV and majordomo send list mail with the list's owner as Sender / envelope sender.
+_LIST_OWNER = re.compile(r"(^|[<\s])(owner-[^@\s<>]+|[^@\s<>]+-(owner|request))@", re.IGNORECASE)
 _AUTO_SUBJECT = re.compile(
     r"自动回复|自动答复|自动应答|退信|投递失败|无法投递|^(已读|read)\s*[:：]|"
     r"auto[- ]?reply|automatic reply|auto[- ]?response|out of (the )?office|"
@@ -65,6 +72,8 @@ def no_reply_reason(
     the mail as parsed (`MailView.from_bytes(raw)` builds one from raw bytes)."""
     ours = {a.strip().lower() for a in our_addresses if a}
     from_address = _from_address(msg)
+    if is_bounce(msg):  # first: whatever else it carries, a bounce is never a submission
+        return "bounce"
     reply_to = (sender or "").strip().lower()
     if not reply_to:
         return "no_sender"
@@ -81,13 +90,11 @@ def no_reply_reason(
     precedence = (_header(msg, "Precedence") or "").strip().lower()
     if precedence in BULK_PRECEDENCE:
         return f"precedence_{precedence}"
-    if any(key.lower().startswith("list-") for key in msg.keys()):
+    if any(key.lower().startswith("list-") for key in msg.keys()) or _is_list_without_list_headers(msg):
         return "list_header"
     return_path = _header(msg, "Return-Path")
     if return_path is not None and return_path.strip() in ("<>", ""):
         return "empty_return_path"
-    if msg.content_types & REPORT_TYPES:
-        return "bounce"
     for address in (reply_to, from_address):
         if _NOREPLY_LOCAL.match(address.partition("@")[0]):
             return "noreply_sender"
@@ -96,3 +103,23 @@ def no_reply_reason(
     if not known_sender and not has_attachments:
         return "unknown_sender_no_attachments"
     return None
+
+
+def is_bounce(msg: MailView) -> bool:
+    """A delivery status notification: a report (RFC 6522), or the mail system's own
+    sender (MAILER-DAEMON, postmaster) returning a mail, as a part or inline (qmail)."""
+    if msg.content_types & REPORT_TYPES:
+        return True
+    if not _BOUNCER_LOCAL.match(_from_address(msg).partition("@")[0]):
+        return False
+    return bool(msg.content_types & RETURNED_PARTS) or _QMAIL_COPY in msg.body_text
+
+
+def _is_list_without_list_headers(msg: MailView) -> bool:
+    """ezmlm marks list mail with Mailing-List: and "Delivered-To: mailing list ...";
+    LISTSERV and majordomo with the list owner as Sender or Return-Path."""
+    if _header(msg, "Mailing-List") is not None:
+        return True
+    if any("mailing list" in decode_header_value(value).lower() for value in msg.get_all("Delivered-To")):
+        return True
+    return any(_LIST_OWNER.search(_header(msg, name) or "") for name in ("Sender", "Return-Path"))

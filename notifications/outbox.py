@@ -16,7 +16,7 @@ import re
 import smtplib
 import ssl
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imap_tools import AND, H, MailMessageFlags
 from sqlalchemy import and_, or_, select, update
@@ -399,6 +399,7 @@ class OutboxHealth:
     oldest_pending_age_seconds: float | None
     failed_items: list[Unsent]
     retrying_items: list[Unsent]  # pending rows whose last attempt failed
+    bounced_items: list[Unsent] = field(default_factory=list)  # sent, then returned by a bounce
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -407,6 +408,7 @@ class OutboxHealth:
             "oldest_pending_age_seconds": self.oldest_pending_age_seconds,
             "failed_items": [u.as_dict() for u in self.failed_items],
             "retrying_items": [u.as_dict() for u in self.retrying_items],
+            "bounced_items": [u.as_dict() for u in self.bounced_items],
         }
 
 
@@ -417,10 +419,12 @@ def outbox_health(session: Session, settings: Settings, now: dt.datetime) -> Out
 
     waiting = list(session.scalars(select(OutboxItem).where(OutboxItem.state.in_(DUE_STATES)).order_by(OutboxItem.created_at)))
     failed = list(session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id)))
+    bounced = list(session.scalars(select(OutboxItem).where(OutboxItem.bounced_at.is_not(None)).order_by(OutboxItem.id)))
     return OutboxHealth(
         pending=len(waiting),
         failed=len(failed),
         oldest_pending_age_seconds=round((now - waiting[0].created_at).total_seconds(), 1) if waiting else None,
         failed_items=[unsent(item) for item in failed],
         retrying_items=[unsent(item) for item in waiting if item.last_error],
+        bounced_items=[Unsent(item.to_address, item.subject, item.bounce_reason or "", item.attempts) for item in bounced],
     )

@@ -47,6 +47,7 @@ SUBJECT_PREFIX = {
     ReplyKind.LATE: "【逾期】",
     ReplyKind.INCOMPLETE: "【材料不全】",
     ReplyKind.INVALID: "【需修改】",
+    ReplyKind.LINK: "【已收到链接】",
 }
 SHORT_SUBJECT_PREFIX = "【自动回复】"
 SHORT_TEMPLATE = "short"
@@ -86,6 +87,8 @@ def reply_kind(status: SubmissionStatus, late: bool) -> ReplyKind:
         return ReplyKind.INCOMPLETE
     if status is SubmissionStatus.INVALID:
         return ReplyKind.INVALID
+    if status is SubmissionStatus.AWAITING_DOWNLOAD:
+        return ReplyKind.LINK
     return ReplyKind.RECEIPT
 
 
@@ -131,6 +134,37 @@ class ShownFile:
     name: str
     parent: str | None
     photo: bool = False  # a photo taken as the stamped copy: the reply says so
+    refused: str | None = None  # an archive none of whose files could be read: why
+
+
+ARCHIVE_KINDS = ("zip", "7z", "rar")
+# Why an archive's files were not read, in a few words (the problems list says the rest).
+_REFUSALS = {
+    ProblemCode.ENCRYPTED_FILE.value: "设有密码",
+    ProblemCode.UNSAFE_FILE.value: "疑似压缩炸弹或含非法路径",
+    ProblemCode.UNREADABLE_FILE.value: "文件已损坏",
+    ProblemCode.TOO_LARGE.value: "超过大小限制",
+    ProblemCode.UNSUPPORTED_FILE.value: "无法解压",
+}
+
+
+def shown_files(submission: Submission) -> list[ShownFile]:
+    """The files as the unit sent them: each file read, and each archive none of whose
+    files was read (with why), so a refused archive never disappears from the list."""
+    shown = []
+    for f in submission.files:
+        if f.kind == "link":
+            continue  # a large-attachment link is listed as such (reply_context's "links")
+        refused = None
+        if f.kind in ARCHIVE_KINDS:
+            path = f"{f.parent}/{f.name}" if f.parent else f.name
+            inside = [g for g in submission.files if g.parent == path or (g.parent or "").startswith(path + "/")]
+            if inside:
+                continue  # its files are listed, each "in" it
+            why = [p.code for p in submission.problems if p.file == path or (p.file or "").startswith(path + "/")]
+            refused = _REFUSALS.get(why[0], "无法解压") if why else "其中没有文件"
+        shown.append(ShownFile(cut(f.name), cut(f.parent) or None, f.kind == "photo", refused))
+    return shown
 
 
 @dataclass(frozen=True)
@@ -184,12 +218,16 @@ def reply_context(
     quoted value is cut; the `*_hidden` counts say how many were left out.
     """
     codes = {p.code for p in submission.problems}
-    no_attachments = not submission.files or ProblemCode.NO_ATTACHMENTS.value in codes
+    files = shown_files(submission)
+    # An archive none of whose files could be read was still sent: the reply lists it and
+    # says what is missing, rather than "no attachment".
+    no_attachments = not submission.files or (ProblemCode.NO_ATTACHMENTS.value in codes
+                                              and not any(f.refused for f in files))
     errors = _problems(submission, Severity.ERROR)
     notices = [p for p in _problems(submission, Severity.WARNING) if p.code in SUBMITTER_WARNINGS]
     shown_errors = errors[:max_problems]
     shown_notices = notices[: max_problems - len(shown_errors)]
-    files = [f for f in submission.files if f.kind != "zip"]
+    links = [f for f in submission.files if f.kind == "link"]  # listed apart: not files yet
     message = submission.message
     return {
         "kind": submission.reply.value,
@@ -200,9 +238,10 @@ def reply_context(
         "greeting": submission.unit or cut(message.from_name) or "您好",
         "arrived_at": message.arrived_at,
         "deadline": settings.campaign.deadline,
-        "files": [ShownFile(cut(f.name), cut(f.parent) or None, f.kind == "photo") for f in files[:max_files]],
+        "files": files[:max_files],
         "files_hidden": max(len(files) - max_files, 0),
         "files_total": len(files),
+        "links": [ShownFile(cut(f.name or "（未写明文件名）"), None) for f in links[:max_files]],
         "forms": form_summaries(submission),
         "no_attachments": no_attachments,
         "missing_pdf": not no_attachments and not submission.has_pdf,

@@ -43,6 +43,8 @@ class ProblemCode(StrEnum):
     QUARANTINED = "quarantined"
     E_SEAL_UNVERIFIED = "e_seal_unverified"  # an electronic seal (电子签章) found, not verified
     PHOTO_NOT_PDF = "photo_not_pdf"  # a phone photo taken as the stamped copy
+    LINK_PENDING = "link_pending"  # a large-attachment link (超大附件) staff must download
+    FOUND_IN_SPAM = "found_in_spam"  # a registered unit's mail found in the spam folder
     # completeness of a submission
     MISSING_PDF = "missing_pdf"
     MISSING_EDITABLE = "missing_editable"
@@ -93,6 +95,7 @@ class FileKind(StrEnum):
     PDF = "pdf"
     OFD = "ofd"  # GB/T 33190 fixed-layout document: a stamped copy like a PDF
     ZIP = "zip"
+    LINK = "link"  # a large-attachment link (超大附件) in the body: not a file yet (intake.links)
     IMAGE = "image"
     OTHER = "other"
     # Tables under other names (a .xls or .et that is not a workbook), found by content.

@@ -87,6 +87,8 @@ class SubmissionStatus(StrEnum):
     # record stands: it changes nothing until confirmed.
     HELD = "held"
     REJECTED = "rejected"  # staff said it is not the unit's: it never counts
+    # What is missing was sent as a large-attachment link (intake.links): staff fetch it.
+    AWAITING_DOWNLOAD = "awaiting_download"
 
 
 class ReplyKind(StrEnum):
@@ -94,6 +96,7 @@ class ReplyKind(StrEnum):
     LATE = "late"
     INCOMPLETE = "incomplete"
     INVALID = "invalid"
+    LINK = "link"  # the missing file came as a large-attachment link: received, staff fetch it
     NONE = "none"
 
 
@@ -269,6 +272,9 @@ class StoredFile(Base):
     seal_kind: Mapped[str | None] = mapped_column(String(16))  # "scan" | "electronic" (parsers.model.SealKind)
     signer: Mapped[str | None] = mapped_column(Text)  # an electronic seal's signer, from its certificate
     derived_sha256: Mapped[str | None] = mapped_column(String(64))  # the PDF made from a photo, in the archive
+    # A large-attachment link (kind "link", intake.links): where the file is and until when.
+    url: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     submission: Mapped[Submission] = relationship(back_populates="files")
 
 
@@ -345,6 +351,9 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A bounce that returned this mail arrived (state stays SENT: the server took it).
+    bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    bounce_reason: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
 
 

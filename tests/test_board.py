@@ -65,7 +65,7 @@ def test_a_row_carries_its_current_submissions_facts(board: Board) -> None:
 
 
 def test_it_counts_units_by_state_by_kind_and_by_form(board: Board) -> None:
-    assert board.counts == {state: 0 if state is UnitState.AWAITING else 1 for state in UnitState}
+    assert board.counts == {state: 0 if state in (UnitState.AWAITING, UnitState.DOWNLOAD) else 1 for state in UnitState}
     assert board.by_kind[UnitKind.CITY][UnitState.ACCEPTED] == 1
     assert board.by_kind[UnitKind.CITY][UnitState.ACCEPTED_LATE] == 1
     assert board.by_kind[UnitKind.ENTERPRISE][UnitState.MISSING] == 1
