@@ -442,3 +442,19 @@ def test_user_commands_read_the_password_from_stdin_refuse_short_ones_and_disabl
     assert site.login("王芳").status_code == 401
     assert [e.action for e in audit_rows(site, "user_add") + audit_rows(site, "user_disable")] == ["user_add", "user_disable"]
     site.app.close()
+
+
+def test_a_large_attachment_link_is_shown_with_its_expiry_and_url(admin: Site) -> None:
+    from datetime import UTC, datetime
+
+    from storage.models import StoredFile
+
+    sid = current_id(admin, "青岛市总工会")
+    with admin.app.db.session() as session:
+        session.add(StoredFile(
+            submission_id=sid, name="盖章件.pdf", kind="link", sha256="", size=61_000_000,
+            url="https://mail.163.com/large-attachment-download/index.html?p=X&file=Y",
+            expires_at=datetime(2024, 3, 20, 2, 35, tzinfo=UTC)))
+    page = admin.client.get(f"/submissions/{sid}").text
+    assert "超大附件链接" in page and "2024-03-20 10:35 到期" in page
+    assert 'href="https://mail.163.com/large-attachment-download/index.html?p=X&amp;file=Y" rel="noopener noreferrer"' in page
