@@ -148,22 +148,28 @@ def _is_seal(points: np.ndarray, px_per_mm: float, window: SealWindow) -> bool:
     return np.count_nonzero(sectors >= 2) / 36 >= window.rim_min
 
 
-def detect_seal(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW) -> bool | None:
-    """True: a red seal is on this page image (BGR); False: a colour image without one;
-    None: a greyscale image, which cannot show one."""
-    if is_greyscale(image):
-        return None
+def _working_mask(image: np.ndarray, px_per_mm: float, window: SealWindow) -> tuple[np.ndarray, float, float]:
+    """The red-ink mask at the working scale, lines removed: (mask, px_per_mm, scale)."""
+    factor = 1.0
     if px_per_mm > WORKING_PX_PER_MM:
         # A 28 mm seal is still ~110 px across at this scale; the work shrinks with the square.
         factor = WORKING_PX_PER_MM / px_per_mm
         image = cv2.resize(image[..., :3], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         px_per_mm = WORKING_PX_PER_MM
     mask = red_mask(np.ascontiguousarray(image[..., :3]))
-    if not mask.any():
-        return False
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # specks, fringes
-    mask = _without_lines(mask, px_per_mm, window)
-    return any(_any_seal(mask, px_per_mm, window, gap) for gap in window.group_mm)
+    if mask.any():
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # specks, fringes
+        mask = _without_lines(mask, px_per_mm, window)
+    return mask, px_per_mm, factor
+
+
+def detect_seal(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW) -> bool | None:
+    """True: a red seal is on this page image (BGR); False: a colour image without one;
+    None: a greyscale image, which cannot show one."""
+    if is_greyscale(image):
+        return None
+    mask, px_per_mm, _ = _working_mask(image, px_per_mm, window)
+    return bool(mask.any()) and any(_any_seal(mask, px_per_mm, window, gap) for gap in window.group_mm)
 
 
 def _any_seal(mask: np.ndarray, px_per_mm: float, window: SealWindow, gap_mm: float) -> bool:
@@ -190,17 +196,9 @@ def seal_boxes(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW)
     the same test as detect_seal, for staff to see what it found."""
     if is_greyscale(image):
         return []
-    factor = 1.0
-    if px_per_mm > WORKING_PX_PER_MM:
-        factor = WORKING_PX_PER_MM / px_per_mm
-        image = cv2.resize(image[..., :3], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        px_per_mm = WORKING_PX_PER_MM
-    mask = red_mask(np.ascontiguousarray(image[..., :3]))
-    if not mask.any():
-        return []
-    mask = _without_lines(cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)), px_per_mm, window)
+    mask, px_per_mm, factor = _working_mask(image, px_per_mm, window)
     found: list[Box] = []
-    for gap in window.group_mm:
+    for gap in window.group_mm if mask.any() else ():
         found = list(_seal_boxes(mask, px_per_mm, window, gap))
         if found:
             break
