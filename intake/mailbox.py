@@ -102,9 +102,10 @@ def open_mailbox(settings: MailboxSettings) -> Iterator[BaseMailBox]:
             pass
 
 
-def select(mailbox: BaseMailBox, folder: str) -> FolderState:
+def select(mailbox: BaseMailBox, folder: str, *, readonly: bool = False) -> FolderState:
+    """SELECT, or EXAMINE with `readonly` (the server then changes no flag in the folder)."""
     client = mailbox.client
-    typ, data = client.select(_quote(folder), readonly=False)
+    typ, data = client.select(_quote(folder), readonly=readonly)
     if typ != "OK":
         raise MailboxError(f"无法打开文件夹 {folder}：{data}")
     uidvalidity = _untagged_int(client, "UIDVALIDITY")
@@ -116,6 +117,16 @@ def select(mailbox: BaseMailBox, folder: str) -> FolderState:
         uidnext=_untagged_int(client, "UIDNEXT"),
         exists=int(data[0]) if data and data[0] else 0,
     )
+
+
+def extra_folders(mailbox: BaseMailBox, settings: MailboxSettings) -> list[str]:
+    """The folders read besides `folder`: `extra_folders` as configured, else the server's
+    \\Junk special-use folder(s) (RFC 6154), where 163 and QQ file some real mail."""
+    if settings.extra_folders is not None:
+        names = settings.extra_folders
+    else:
+        names = [f.name for f in mailbox.folder.list() if any(flag.lower() == "\\junk" for flag in f.flags)]
+    return [name for name in dict.fromkeys(names) if name not in (settings.folder, settings.processed_folder)]
 
 
 def _untagged_int(client: imaplib.IMAP4, name: str) -> int | None:

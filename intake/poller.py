@@ -83,28 +83,17 @@ def _save_cursor(app: App, folder: str, uidvalidity: int, last_uid: int) -> None
 
 @one_poll_at_a_time
 def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
-    """One incremental pass over the configured folder on an open connection."""
+    """One incremental pass over the configured folder, then the extra (spam) folders
+    read-only, on an open connection; the configured folder is left selected (for IDLE)."""
     started = time.monotonic()
     report = PollReport()
     settings = app.settings.mailbox
-    state = imap.select(mailbox, settings.folder)
-    with app.db.session() as session:
-        cursor = _cursor(session, app.account, settings.folder)
-        last_uid = cursor.last_uid if cursor and cursor.uidvalidity == state.uidvalidity else 0
-        if cursor and cursor.uidvalidity != state.uidvalidity:
-            report.uidvalidity_changed = True
-            log.warning(
-                "UIDVALIDITY of %s changed (%s -> %s): rescanning; known mail is matched by content",
-                settings.folder, cursor.uidvalidity, state.uidvalidity,
-            )
-    uids = imap.uids_after(mailbox, last_uid)
-    for start in range(0, len(uids), settings.batch_size):
-        batch = uids[start : start + settings.batch_size]
-        recorded = _fetch_and_record(app, mailbox, batch, state.uidvalidity, report)
-        report.outcomes += process_messages(app, recorded)
-        _save_cursor(app, settings.folder, state.uidvalidity, max(batch))
-    if report.uidvalidity_changed and not uids:
-        _save_cursor(app, settings.folder, state.uidvalidity, 0)
+    state = _poll_folder(app, mailbox, settings.folder, report)
+    extra = imap.extra_folders(mailbox, settings)
+    for folder in extra:
+        _poll_folder(app, mailbox, folder, report, readonly=True)
+    if extra:
+        imap.select(mailbox, settings.folder)
     report.outcomes += resume_pending(app)
     if settings.processed_folder:
         report.moved = _move_processed(app, mailbox, state.uidvalidity)
@@ -112,10 +101,35 @@ def poll_imap(app: App, mailbox: BaseMailBox) -> PollReport:
     return report
 
 
-def _fetch_and_record(app: App, mailbox: BaseMailBox, batch: list[int], uidvalidity: int, report: PollReport) -> list[int]:
+def _poll_folder(app: App, mailbox: BaseMailBox, folder: str, report: PollReport, *,
+                 readonly: bool = False) -> imap.FolderState:
+    """Fetch, record and process what is new in one folder, its cursor saved per batch.
+    `readonly` (EXAMINE): the server changes nothing there, not even \\Recent."""
+    state = imap.select(mailbox, folder, readonly=readonly)
+    with app.db.session() as session:
+        cursor = _cursor(session, app.account, folder)
+        last_uid = cursor.last_uid if cursor and cursor.uidvalidity == state.uidvalidity else 0
+        before = cursor.uidvalidity if cursor else None
+    changed = before is not None and before != state.uidvalidity
+    if changed:
+        report.uidvalidity_changed = True
+        log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; known mail is matched by content",
+                    folder, before, state.uidvalidity)
+    uids = imap.uids_after(mailbox, last_uid)
+    for start in range(0, len(uids), app.settings.mailbox.batch_size):
+        batch = uids[start : start + app.settings.mailbox.batch_size]
+        recorded = _fetch_and_record(app, mailbox, folder, batch, state.uidvalidity, report)
+        report.outcomes += process_messages(app, recorded)
+        _save_cursor(app, folder, state.uidvalidity, max(batch))
+    if changed and not uids:
+        _save_cursor(app, folder, state.uidvalidity, 0)
+    return state
+
+
+def _fetch_and_record(app: App, mailbox: BaseMailBox, folder: str, batch: list[int], uidvalidity: int,
+                      report: PollReport) -> list[int]:
     """Fetch a batch in groups of at most FETCH_BYTES (a larger mail alone), recording each
     message as it comes: a batch of large mails is never in memory together."""
-    folder = app.settings.mailbox.folder
     recorded = []
     for group in fetch_groups(batch, imap.sizes(mailbox, batch)):
         for fetched in imap.fetch(mailbox, group):

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # A fresh parser process every so many files: C libraries' leaks never accumulate.
 RECYCLE_AFTER = 500
 # Imported when a worker starts, before its memory limit is measured: never per file.
-PRELOAD = ["intake.mailread", "parsers.dispatch", "parsers.pdf", "parsers.spreadsheet", "parsers.wordtables", "parsers.csvfile",
+PRELOAD = ["intake.mailread", "py7zr", "rarfile", "tnefparse", "parsers.dispatch", "parsers.pdf", "parsers.spreadsheet", "parsers.wordtables", "parsers.csvfile",
            "parsers.recognize", "parsers.validate"]
 # A report is a few rows and problems; anything larger is not one.
 MAX_REPLY_BYTES = 16 * 1024 * 1024

@@ -25,6 +25,7 @@ from intake.samples import FORM1_ROWS
 from storage.models import Message, MessageState, ReplyKind, Submission, SubmissionStatus
 from tests.fixtures import scans
 from tests.fixtures.forms import encrypted_xlsx, entity_bomb_xlsx
+from tests.support import archives
 from tests.support import hostile as h
 from tests.support.intake_env import intake_settings
 
@@ -59,6 +60,12 @@ def _kept_values(message: Message) -> None:
 
 def _no_files(message: Message) -> None:
     assert _names(message) == []
+
+
+def _only_the_archive(message: Message) -> None:
+    """Every member refused: the archive sent is still listed (issue 13, item 5)."""
+    files = message.submission.files
+    assert files[0].name == "材料.zip" and {f.kind for f in files} <= {"zip", "7z", "rar"}
 
 
 def _ignored(message: Message) -> None:
@@ -145,21 +152,27 @@ def _huge_page_pdf() -> bytes:
 
 CASES: dict[str, Case] = {
     # --- archives
-    "zip_bomb": Case(lambda: h.attach(("材料.zip", h.zip_bomb())), ("unsafe_file",), _no_files),
-    "nested_zips": Case(lambda: h.attach(("材料.zip", h.nested_zip(5))), ("unsafe_file",), _no_files),
+    "zip_bomb": Case(lambda: h.attach(("材料.zip", h.zip_bomb())), ("unsafe_file",), _only_the_archive),
+    "nested_zips": Case(lambda: h.attach(("材料.zip", h.nested_zip(5))), ("unsafe_file",), _only_the_archive),
     "dotdot_path_in_zip": Case(lambda: h.attach(("材料.zip", h.zip_of({"../../etc/cron.d/汇总表.xlsx": h.form1_xlsx()}))),
-                               ("unsafe_file",), _no_files),
+                               ("unsafe_file",), _only_the_archive),
     "absolute_path_in_zip": Case(lambda: h.attach(("材料.zip", h.zip_of({"/etc/汇总表.xlsx": h.form1_xlsx()}))),
-                                 ("unsafe_file",), _no_files),
+                                 ("unsafe_file",), _only_the_archive),
     "windows_drive_path_in_zip": Case(lambda: h.attach(("材料.zip", h.zip_of({"C:\\Windows\\汇总表.xlsx": h.form1_xlsx()}))),
-                                      ("unsafe_file",), _no_files),
+                                      ("unsafe_file",), _only_the_archive),
     "nul_byte_in_zip_member_name": Case(lambda: h.attach(("材料.zip", h.zip_with_raw_name(b"evil.exe\x00.xlsx", b"MZ" + bytes(64)))),
-                                        ("unsafe_file",), _no_files),
-    "zip_member_lying_about_its_size": Case(lambda: h.attach(("材料.zip", h.size_lying_zip())), ("unreadable_file",), _no_files),
-    "encrypted_zip_member": Case(lambda: h.attach(("材料.zip", h.encrypted_zip_member())), ("encrypted_file",), _no_files),
-    "rar_renamed_zip": Case(lambda: h.attach(("材料.zip", h.rar_file())), ("unsupported_file",), _no_files),
+                                        ("unsafe_file",), _only_the_archive),
+    "zip_member_lying_about_its_size": Case(lambda: h.attach(("材料.zip", h.size_lying_zip())), ("unreadable_file",), _only_the_archive),
+    "encrypted_zip_member": Case(lambda: h.attach(("材料.zip", h.encrypted_zip_member())), ("encrypted_file",), _only_the_archive),
+    "rar_renamed_zip": Case(lambda: h.attach(("材料.zip", h.rar_file())), ("unreadable_file",), _only_the_archive),
     "rar_inside_zip": Case(lambda: h.attach(("材料.zip", h.zip_of({"表.rar": h.rar_file(), "汇总表.xlsx": h.form1_xlsx()}))),
-                           ("unsupported_file", "missing_pdf"), _kept_values),
+                           ("unreadable_file", "missing_pdf"), _kept_values),
+    "7z_bomb": Case(lambda: h.attach(("材料.7z", archives.seven_zip({"汇总表.xlsx": bytes(50 * h.MB)}))), ("unsafe_file",),
+                    _only_name("材料.7z")),
+    "dotdot_path_in_rar": Case(lambda: h.attach(("材料.rar", archives.rar5({"../../etc/汇总表.xlsx": h.form1_xlsx()}))),
+                               ("unsafe_file",), _only_name("材料.rar")),
+    "truncated_winmail_dat": Case(lambda: h.attach(("winmail.dat", h.truncated(archives.tnef([("汇总表.xlsx", h.form1_xlsx())])))),
+                                  ("unreadable_file",)),
     # --- workbooks and documents
     "xml_entity_bomb_in_xlsx": Case(lambda: h.attach(("汇总表.xlsx", entity_bomb_xlsx())), ("unsafe_file",)),
     "truncated_xlsx": Case(lambda: h.attach(("汇总表.xlsx", h.truncated(h.form1_xlsx()))), ("unreadable_file",)),

@@ -179,8 +179,9 @@ def test_a_zip_with_gbk_member_names_is_unpacked(app: App, mailserver: Dovecot) 
     poll_once(app)
 
     (submission,) = submissions(app)
-    assert [f.name for f in submission.files] == ["附件2技术技能类.xlsx", "盖章扫描件.pdf"]
-    assert {f.parent for f in submission.files} == {"青岛市报送材料.zip"}
+    assert [(f.name, f.kind) for f in submission.files] == [
+        ("青岛市报送材料.zip", "zip"), ("附件2技术技能类.xlsx", "xlsx"), ("盖章扫描件.pdf", "pdf")]
+    assert [f.parent for f in submission.files] == [None, "青岛市报送材料.zip", "青岛市报送材料.zip"]
     assert submission.has_pdf and submission.has_editable
 
 

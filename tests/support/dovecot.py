@@ -328,3 +328,15 @@ class Dovecot:
             check=True,
             capture_output=True,
         )
+
+
+class SpecialUseDovecot(Dovecot):
+    """Dovecot with RFC 6154 special-use folders, as 163 and QQ have them: "Junk" (\\Junk)
+    and "Sent" (\\Sent), created at login."""
+
+    def _ssl_settings(self) -> str:
+        return super()._ssl_settings() + (
+            "\nnamespace inbox {\n  inbox = yes\n"
+            "  mailbox Junk {\n    special_use = \\Junk\n    auto = create\n  }\n"
+            "  mailbox Sent {\n    special_use = \\Sent\n    auto = create\n  }\n}\n"
+        )

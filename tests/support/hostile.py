@@ -132,7 +132,7 @@ def encrypted_zip_member() -> bytes:
 
 
 def rar_file() -> bytes:
-    """A RAR 5 signature and a little of its header: enough for anything that sniffs bytes."""
+    """A RAR 5 signature and a little of a header: a damaged RAR (unreadable_file)."""
     return b"Rar!\x1a\x07\x01\x00" + bytes(range(64))
 
 
