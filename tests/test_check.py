@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 
 from intake.app import App
 from intake.cli import main
-from tests.support.dovecot import Dovecot, free_port
+from tests.support.dovecot import Dovecot, SpecialUseDovecot, free_port
 from tests.support.smtp import SmtpSink
 
 from config.settings import settings_from_dict
@@ -252,20 +252,9 @@ def test_little_free_space_is_a_warning() -> None:
     assert [i.mark for i in items if i.what == "磁盘空间"] == [Mark.WARN]
 
 
-class _SpecialUseDovecot(Dovecot):
-    """Dovecot with RFC 6154 special-use folders, as 163 and QQ have them."""
-
-    def _ssl_settings(self) -> str:
-        return super()._ssl_settings() + (
-            "\nnamespace inbox {\n  inbox = yes\n"
-            "  mailbox Junk {\n    special_use = \\Junk\n    auto = create\n  }\n"
-            "  mailbox Sent {\n    special_use = \\Sent\n    auto = create\n  }\n}\n"
-        )
-
-
 @pytest.fixture(scope="module")
 def special_use_dovecot() -> Iterator[Dovecot]:
-    server = _SpecialUseDovecot(users={"ldjs@sdzgh.cn": PASSWORD}).start()
+    server = SpecialUseDovecot(users={"ldjs@sdzgh.cn": PASSWORD}).start()
     yield server
     server.cleanup()
 

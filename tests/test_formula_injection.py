@@ -123,7 +123,8 @@ def test_form_1_text_cells_are_text_cells_reading_back_exactly_as_typed(book: Wo
     assert {c.data_type for r in rows for c in r[:2]} == {"s"}
     assert [values(r[2:6]) for r in rows[:-1]] == [r[2:6] for r in FORM1_ROWS[:-1]]  # numbers stay numbers
     assert {c.data_type for r in rows[:-1] for c in r[2:]} == {"n"}
-    assert rows[-1][2].value is None  # the payload typed where a number belongs is no value
+    # The payload typed where a number belongs is shown as typed (issue 13), as text.
+    assert (rows[-1][2].value, rows[-1][2].data_type) == (PAYLOADS[1], "s")
 
 
 def test_form_2_text_cells_are_text_cells_reading_back_exactly_as_typed(book: Workbook) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 from click.testing import CliRunner
 
 from intake.cli import main
@@ -21,9 +23,9 @@ def demo(tmp_path: Path) -> Path:
 
 
 def with_log_file(config: Path, *, json_lines: bool) -> None:
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text + f'\n[logging]\nfile = "log/intake.log"\njson_lines = {str(json_lines).lower()}\nmax_bytes = 10000\nbackups = 2\n',
-                      encoding="utf-8")
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    data["logging"] = {"file": "log/intake.log", "json_lines": json_lines, "max_bytes": 10000, "backups": 2}
+    config.write_text(tomli_w.dumps(data), encoding="utf-8")
 
 
 def test_verbose_reprocess_logs_one_line_per_mail_and_no_library_debug(demo: Path, caplog: pytest.LogCaptureFixture) -> None:
