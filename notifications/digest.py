@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from intake.board import ARRIVAL_NOTES, KIND_LABELS, STATE_HEX, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
+from intake.board import ARRIVAL_NOTES, quarantine_reason, KIND_LABELS, STATE_HEX, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
 from intake.decide import is_late
+from intake.trust import awaits_staff
 from intake.login_pause import current_pause
 from notifications.compose import build_message, enqueue
 from notifications.render import render
@@ -204,16 +205,14 @@ def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datet
     out = []
     for s in session.scalars(query):
         label = STATE_LABELS[state_for(s.content_status, is_late(s.message.arrived_at, deadline))]
-        note = ARRIVAL_NOTES.get(s.status, "")
+        note = ARRIVAL_NOTES.get(s.status) or ("待确认，暂作该单位的报送" if awaits_staff(s) else "")
         out.append(Arrival(local_time(s.message.arrived_at, tz), _who(s), label, note))
     return out
 
 
-def attention_groups(session: Session, board: Board, *, console: bool = False) -> list[Attention]:
+def attention_groups(session: Session, board: Board) -> list[Attention]:
     """What a person must settle, grouped; empty groups are dropped. The digest and the web
-    console's 待处理 page both read this, so they never disagree; the console (console=True)
-    also lists what staff settle there: late mail awaiting a decision, seals that could
-    not be judged, and each quarantined mail's reason."""
+    console's 待处理 page both read this, so they never disagree."""
     tz = board.timezone
     unmatched = Attention("未识别单位（请用 intake assign 指定）", key="unmatched")
     for u in board.unmatched:
@@ -227,7 +226,7 @@ def attention_groups(session: Session, board: Board, *, console: bool = False) -
                     p.submission_id)
     invalid = Attention("需修改的报送", key="invalid")
     warnings = {code: Attention(title, key=code) for code, title in ATTENTION_WARNINGS.items()}
-    late = Attention("逾期报送（待决定受理或不受理）" if console else "逾期报送", key="late")
+    late = Attention("逾期报送（待决定受理或不受理：intake late 编号 accept|reject）", key="late")
     unverifiable = Attention("无法判断是否盖章（如灰度扫描）", key="seal_unverifiable")
     for row in board.rows:
         submission = board.current.get(row.name)
@@ -242,9 +241,9 @@ def attention_groups(session: Session, board: Board, *, console: bool = False) -
         for p in submission.problems:
             if p.code in warnings and not _settled(submission, p.code):
                 warnings[p.code].add(f"{row.name}：{p.message}", submission.id)
-        if row.late and (row.late_undecided or not console):
+        if row.late_undecided:
             late.add(f"{row.name}：{local_time(row.arrived_at, tz)} 到达", submission.id)
-        if console and submission.has_pdf and submission.seal is None and submission.seal_override is None:
+        if submission.has_pdf and submission.seal is None and submission.seal_override is None:
             unverifiable.add(f"{row.name}：PDF 中未能判断有无红色公章", submission.id)
     failed = Attention("发送失败的邮件", key="failed")
     for o in session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id)):
@@ -253,7 +252,7 @@ def attention_groups(session: Session, board: Board, *, console: bool = False) -
         failed.add(f"{o.to_address}：{o.subject}（已发出但被退信：{o.bounce_reason or '原因不明'}）", o.submission_id)
     quarantined = Attention("无法处理的邮件（已隔离）", key="quarantined")
     for m in session.scalars(select(Message).where(Message.state == MessageState.QUARANTINED).order_by(Message.arrived_at)):
-        reason = f"（{m.error}）" if console and m.error else ""
+        reason = f"（{quarantine_reason(m.error)}）"
         quarantined.add(f"{local_time(m.arrived_at, tz)} {m.from_address or '发件人不明'}：{m.subject or '（无主题）'}{reason}",
                         m.submission.id if m.submission else None)
     pause = current_pause(session)

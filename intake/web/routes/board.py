@@ -74,7 +74,7 @@ def mail_text(raw: bytes) -> str:
 @page()
 def queue(ctx: Ctx) -> Response:
     board = build_board(ctx.session, ctx.settings)
-    return ctx.render("queue.html", groups=attention_groups(ctx.session, board, console=True), title="待处理")
+    return ctx.render("queue.html", groups=attention_groups(ctx.session, board), title="待处理")
 
 
 @page()
