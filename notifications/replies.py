@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, SmtpSettings
@@ -312,7 +312,7 @@ def _replies_within_day(session: Session, address: str, now: dt.datetime, *, fai
         .join(OutboxItem, OutboxItem.submission_id == Submission.id)
         .where(
             OutboxItem.kind == OutboxKind.REPLY,
-            func.lower(OutboxItem.to_address) == address.lower(),
+            OutboxItem.to_address == address.lower(),  # replies go to the lowercased From
             OutboxItem.created_at > now - DAY,
         )
     ).scalars()

@@ -354,7 +354,11 @@ class OutboxItem(Base):
     # A bounce that returned this mail arrived (state stays SENT: the server took it).
     bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     bounce_reason: Mapped[str | None] = mapped_column(Text)
-    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        # The reply caps count recent rows: a day's or an hour's worth, never the whole outbox.
+        Index("ix_outbox_kind_created", "kind", "created_at"),
+    )
 
 
 class User(Base):
