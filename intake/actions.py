@@ -34,6 +34,7 @@ from storage.models import (
     LateDecision,
     OutboxItem,
     OutboxKind,
+    OutboxState,
     Submission,
 )
 
@@ -45,7 +46,7 @@ TrackingError = tracking.TrackingError  # the one error type of a refused act (C
 ACTION_LABELS = {
     "assign": "指定单位", "confirm": "确认报送", "reject": "驳回报送", "late_accepted": "逾期受理",
     "late_rejected": "逾期不予受理", "review": "人工复核", "remind": "催报", "deadline": "修改截止时间",
-    "reprocess": "重新处理", "user_add": "添加用户", "user_disable": "停用用户", "login": "登录",
+    "reprocess": "重新处理", "outbox_retry": "重新发送", "outbox_dismiss": "放弃发送", "user_add": "添加用户", "user_disable": "停用用户", "login": "登录",
 }
 
 
@@ -305,3 +306,35 @@ def reprocess_submission(app: Any, submission_id: int, *, actor: str, now: dt.da
         audit(session, actor=actor, action="reprocess", target=_target(submission), before=before,
               after=snapshot(submission), now=now)
         return submission
+
+
+# --- mail that could not be sent ---------------------------------------------------------------
+
+
+def retry_failed(session: Session, item_ids: list[int] | None, *, actor: str, now: dt.datetime) -> list[int]:
+    """Give failed mail (all of it, or these rows) a fresh set of attempts, from now."""
+    query = select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED)
+    if item_ids:
+        query = query.where(OutboxItem.id.in_(item_ids))
+    rows = list(session.scalars(query.order_by(OutboxItem.id)))
+    if item_ids and len(rows) != len(set(item_ids)):
+        found = {row.id for row in rows}
+        missing = "、".join(str(i) for i in item_ids if i not in found)
+        raise TrackingError(f"发件编号 {missing} 不存在或不是发送失败的邮件。")
+    for row in rows:
+        audit(session, actor=actor, action="outbox_retry", target=f"outbox:{row.id}",
+              before={"state": row.state.value, "attempts": row.attempts, "last_error": row.last_error},
+              after={"state": OutboxState.PENDING.value, "attempts": 0}, now=now)
+        row.state, row.attempts, row.next_attempt_at = OutboxState.PENDING, 0, now
+    return [row.id for row in rows]
+
+
+def dismiss_failed(session: Session, item_id: int, *, actor: str, now: dt.datetime, note: str | None = None) -> OutboxItem:
+    """Give up on one failed mail for good (e.g. the address no longer exists); kept, audited."""
+    row = session.get(OutboxItem, item_id)
+    if row is None or row.state is not OutboxState.FAILED:
+        raise TrackingError(f"发件编号 {item_id} 不存在或不是发送失败的邮件。")
+    audit(session, actor=actor, action="outbox_dismiss", target=f"outbox:{row.id}",
+          before={"state": row.state.value}, after={"state": OutboxState.SKIPPED.value}, note=note, now=now)
+    row.state = OutboxState.SKIPPED
+    return row

@@ -209,3 +209,46 @@ def audit(ctx: click.Context, limit: int) -> None:
             click.echo(f"{local_time(entry.at, tz)} {entry.actor} {actions.action_label(entry.action)} {entry.target or ''}"
                        + (f"：{entry.note}" if entry.note else ""))
 
+
+
+@main.group()
+def outbox() -> None:
+    """发送失败的邮件：重新发送或放弃。
+
+    \b
+    示例：intake outbox retry            # 全部发送失败的邮件
+          intake outbox dismiss 42 --note "该邮箱已停用"
+    """
+
+
+@outbox.command("retry")
+@click.argument("item_ids", nargs=-1, type=int)
+@BY
+@click.pass_context
+def outbox_retry(ctx: click.Context, item_ids: tuple[int, ...], by: str | None) -> None:
+    """重新发送发送失败的邮件（不带编号时为全部），并立即尝试一次。
+
+    \b
+    示例：intake outbox retry
+          intake outbox retry 42 43
+    """
+    with acting(ctx) as (app, session):
+        ids = actions.retry_failed(session, list(item_ids) or None, actor=_who(by), now=utcnow())
+        click.echo(f"已重新排队 {len(ids)} 封邮件。" if ids else "没有发送失败的邮件。")
+    _send(app)
+
+
+@outbox.command("dismiss")
+@click.argument("item_id", type=int)
+@click.option("--note", default=None, help="放弃的原因（记入操作记录）。")
+@BY
+@click.pass_context
+def outbox_dismiss(ctx: click.Context, item_id: int, note: str | None, by: str | None) -> None:
+    """放弃一封发送失败的邮件（保留记录，不再计入 poll 的失败）。
+
+    \b
+    示例：intake outbox dismiss 42 --note "该邮箱已停用"
+    """
+    with acting(ctx) as (_app, session):
+        row = actions.dismiss_failed(session, item_id, actor=_who(by), now=utcnow(), note=note)
+        click.echo(f"已放弃发件编号 {row.id}（{row.to_address}）。")

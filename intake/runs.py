@@ -48,7 +48,10 @@ def outbox_status(app: App) -> OutboxHealth:
 
 def unsent_lines(health: OutboxHealth) -> list[str]:
     """Mail that is not out, one Chinese line each with the reason: for `poll` and `status`."""
-    lines = [f"✗ 发送失败，已不再重试（共尝试 {u.attempts} 次）：{u.to}《{u.subject}》：{u.reason}" for u in health.failed_items]
+    lines = [f"✗ 发送失败，已不再重试（共尝试 {u.attempts} 次，发件编号 {u.id}）：{u.to}《{u.subject}》：{u.reason}"
+             for u in health.failed_items]
+    if health.failed_items:
+        lines.append("  排除原因后可用 intake outbox retry 重新发送，或用 intake outbox dismiss 编号 放弃。")
     lines += [f"✗ 已发出但被退信：{u.to}《{u.subject}》：{u.reason}" for u in health.bounced_items]
     lines += [f"! 暂未发出，稍后自动重试（已尝试 {u.attempts} 次）：{u.to}《{u.subject}》：{u.reason}"
               for u in health.retrying_items]

@@ -387,9 +387,10 @@ class Unsent:
     subject: str
     reason: str
     attempts: int
+    id: int | None = None  # the outbox row, for `intake outbox retry|dismiss`
 
     def as_dict(self) -> dict[str, object]:
-        return {"to": self.to, "subject": self.subject, "reason": self.reason, "attempts": self.attempts}
+        return {"id": self.id, "to": self.to, "subject": self.subject, "reason": self.reason, "attempts": self.attempts}
 
 
 @dataclass(frozen=True)
@@ -415,7 +416,8 @@ class OutboxHealth:
 def outbox_health(session: Session, settings: Settings, now: dt.datetime) -> OutboxHealth:
     """Mail not (yet) out, with each one's reason in Chinese."""
     def unsent(item: OutboxItem) -> Unsent:
-        return Unsent(item.to_address, item.subject, explain_send_error(settings, item.last_error), item.attempts)
+        return Unsent(item.to_address, item.subject, explain_send_error(settings, item.last_error), item.attempts,
+                      item.id)
 
     waiting = list(session.scalars(select(OutboxItem).where(OutboxItem.state.in_(DUE_STATES)).order_by(OutboxItem.created_at)))
     failed = list(session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id)))

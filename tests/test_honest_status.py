@@ -114,3 +114,27 @@ def test_assign_prints_the_state_in_chinese_not_the_stored_value() -> None:
 
     assert status_label(make_submission(), DEADLINE) == "已受理"
     assert status_label(make_submission(arrived_at=DEADLINE + dt.timedelta(hours=1)), DEADLINE) == "逾期受理"
+
+
+def test_failed_replies_are_retried_or_dismissed_by_hand_and_poll_is_clean_again(
+    tmp_path: Path, mailbox: Dovecot, smtp_server: SmtpSink
+) -> None:
+    mailbox.append(submission_mail(), DEADLINE - dt.timedelta(hours=3))
+    mailbox.append(submission_mail(sender=("青岛市总工会", "qingdao@example.cn"), subject="青岛市总工会竞赛项目申报",
+                                   unit="青岛市总工会"), DEADLINE - dt.timedelta(hours=2))
+    wrong = config(tmp_path, mailbox, smtp_server, "web-password", max_attempts=1)
+    assert intake(wrong, "poll").exit_code == 1  # the first reply fails; the login failure defers the second
+    assert intake(wrong, "poll").exit_code == 1  # ... which fails on the next run
+    first, second = json.loads(intake(wrong, "status", "--json").output)["outbox"]["failed_items"]
+
+    fixed = config(tmp_path, mailbox, smtp_server, "right-code", max_attempts=1)  # the office fixes the password
+    retried = intake(fixed, "outbox", "retry", str(first["id"]), "--by", "娄文华")
+    assert retried.exit_code == 0 and "已重新排队 1 封" in retried.output
+    assert [m.rcpt_tos for m in smtp_server.messages] == [[first["to"]]]
+    dismissed = intake(fixed, "outbox", "dismiss", str(second["id"]), "--note", "地址已停用", "--by", "娄文华")
+    assert dismissed.exit_code == 0
+    assert intake(fixed, "poll").exit_code == 0
+    assert json.loads(intake(fixed, "status", "--json").output)["outbox"]["failed"] == 0
+    audit = intake(fixed, "audit").output
+    assert "娄文华 重新发送" in audit and "娄文华 放弃发送" in audit and "地址已停用" in audit
+    assert intake(fixed, "outbox", "dismiss", str(second["id"])).exit_code != 0  # not failed any more
