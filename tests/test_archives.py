@@ -32,18 +32,10 @@ FORM = "附件1-竞赛项目汇总表（重点工程类）.xlsx"
 SCAN = "济南市总工会盖章件.pdf"
 
 
-@pytest.fixture(scope="module")
-def mailserver() -> Iterator[Dovecot]:
-    server = Dovecot().start()
-    yield server
-    server.cleanup()
-
-
 @pytest.fixture
-def app(tmp_path: Path, mailserver: Dovecot) -> Iterator[App]:
-    # A fresh mailbox per test: any user name logs in to the test Dovecot.
-    user = f"u{tmp_path.name[-12:]}@example.org".lower()
-    server = Dovecot(root=mailserver.root, port=mailserver.port, users={user: mailserver.password})
+def app(tmp_path: Path, dovecot: Dovecot) -> Iterator[App]:
+    # A fresh mailbox per test on the session's Dovecot.
+    server = dovecot.add_user(f"u{tmp_path.name[-12:]}@example.org".lower())
     with App(intake_settings(tmp_path, dovecot=server)) as application:
         application.test_server = server  # type: ignore[attr-defined]
         yield application
