@@ -10,7 +10,6 @@ intake.trust, notifications.*); nothing here is a view or a template.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,7 +172,6 @@ def _queue_late_follow_up(session: Session, settings: Settings, submission: Subm
     context = {"campaign": settings.campaign, "unit": submission.unit, "submission": submission,
                "arrived_at": message.arrived_at, "deadline": settings.campaign.deadline, "note": submission.late_note}
     text, html = render(LATE_TEMPLATES[decision], context, settings.smtp.templates_dir)
-    parent = email.utils.unquote(message.message_id or "").strip()
     mail = build_message(
         from_address=settings.smtp.from_address,
         from_name=settings.smtp.from_name or settings.campaign.name,
@@ -181,8 +179,8 @@ def _queue_late_follow_up(session: Session, settings: Settings, submission: Subm
         subject=LATE_SUBJECTS[decision] + settings.campaign.name,
         text=text,
         html=html,
-        in_reply_to=message.message_id if parent else None,
-        references=[message.message_id] if parent else None,
+        in_reply_to=message.message_id,  # in the late mail's thread
+        references=[message.message_id] if message.message_id else None,
         auto_submitted="auto-replied",
     )
     return enqueue(session, kind=OutboxKind.FOLLOW_UP, dedupe_key=f"follow-up:{submission.id}:{decision.value}",

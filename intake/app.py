@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import queue
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -64,29 +66,25 @@ class App:
         are read while this one is stored."""
         return ThreadPoolExecutor(self.parse_slots, thread_name_prefix="parse")
 
-    def parse(self, data: bytes, name: str, parent: str | None = None) -> FileReport:
+    @contextmanager
+    def _worker(self) -> Iterator[ParseWorker]:
+        """An idle parser process for one request (waits while all are busy)."""
         worker = self._workers.get()
         try:
-            return worker.parse(data, name, parent)
+            yield worker
         finally:
             self._workers.put(worker)
 
     def parse_path(self, path: Path, name: str, parent: str | None = None, *, seconds: float | None = None,
                    timeout_problem: Problem | None = None) -> FileReport:
         """An archived file, read by the parser process itself (see ParseWorker.parse_path)."""
-        worker = self._workers.get()
-        try:
+        with self._worker() as worker:
             return worker.parse_path(path, name, parent, seconds=seconds, timeout_problem=timeout_problem)
-        finally:
-            self._workers.put(worker)
 
     def read_mail(self, digest: str, *, seconds: float) -> MailContent:
         """The archived mail's body, read by a parser process (see ParseWorker.read_mail)."""
-        worker = self._workers.get()
-        try:
+        with self._worker() as worker:
             return worker.read_mail(self.archive.root, digest, seconds=seconds)
-        finally:
-            self._workers.put(worker)
 
     def worker_pids(self) -> list[int]:
         if "_workers" not in self.__dict__:

@@ -76,7 +76,8 @@ def _settle_unit(session: Session, unit: str) -> Submission | None:
     if not history:
         return None
     chain = [s for s in history if is_trusted(s)] or history
-    for held in (s for s in history if s not in chain):
+    in_chain = {s.id for s in chain}
+    for held in (s for s in history if s.id not in in_chain):
         held.status = SubmissionStatus.HELD
         held.superseded_by_id = None
     newest = chain[-1]

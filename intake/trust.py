@@ -69,7 +69,15 @@ def awaits_staff(submission: Submission) -> bool:
     return submission.confirmation is Confirmation.PENDING
 
 
-_SOURCE_WORDS = {"sheet": "表格中的汇总单位", "subject": "邮件主题", "body": "邮件正文", "sender": "发件地址"}
+# Where a claim's unit was read, in staff's words (the problem below, the digest, the console).
+SOURCE_WORDS = {"sheet": "表格中的汇总单位", "subject": "邮件主题", "body": "邮件正文"}
+
+
+def claim_basis(unit_source: str | None) -> str:
+    """Why a claim names its unit, in a few words: 据邮件主题, or a failed registered address."""
+    if unit_source == "sender":
+        return "登记邮箱但验证未通过"
+    return f"据{SOURCE_WORDS.get(unit_source or '', '邮件内容')}"
 
 
 def unconfirmed_problem(submission: Submission) -> Problem:
@@ -78,7 +86,7 @@ def unconfirmed_problem(submission: Submission) -> Problem:
     if submission.unit_source == "sender":
         why = f"发件地址 {sender} 是该单位登记的邮箱，但发件人验证未通过（可能是伪造的发件人）"
     else:
-        why = f"单位是根据{_SOURCE_WORDS.get(submission.unit_source or '', '邮件内容')}认定的，发件地址 {sender} 不是该单位登记的邮箱"
+        why = f"单位是根据{SOURCE_WORDS.get(submission.unit_source or '', '邮件内容')}认定的，发件地址 {sender} 不是该单位登记的邮箱"
     return Problem(
         ProblemCode.UNIT_UNCONFIRMED,
         f"待确认：{why}。确认前不会替代「{submission.unit}」已有的报送；"

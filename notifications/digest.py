@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from intake.board import ARRIVAL_NOTES, quarantine_reason, KIND_LABELS, STATE_HEX, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
 from intake.decide import is_late
-from intake.trust import awaits_staff
+from intake.trust import awaits_staff, claim_basis
 from intake.login_pause import current_pause
 from notifications.compose import build_message, enqueue
 from notifications.render import render
@@ -51,7 +51,6 @@ ATTENTION_WARNINGS = {
     "found_in_spam": "在垃圾邮件文件夹中找到",
 }
 MAX_DETAILS = 3  # problems quoted per unit before "等 N 处"
-_SOURCE_LABELS = {"sheet": "据表格汇总单位", "subject": "据邮件主题", "body": "据邮件正文", "sender": "登记邮箱但验证未通过"}
 
 
 def time_left(deadline: datetime, now: datetime) -> str:
@@ -221,7 +220,7 @@ def attention_groups(session: Session, board: Board) -> list[Attention]:
     pending = Attention(
         "待确认的报送（发件地址不是该单位登记的邮箱或验证未通过；请用 intake confirm / intake reject 处理）", key="pending")
     for p in board.pending:
-        pending.add(f"#{p.submission_id} {local_time(p.arrived_at, tz)} {p.unit}（{_SOURCE_LABELS.get(p.source or '', '')}）"
+        pending.add(f"#{p.submission_id} {local_time(p.arrived_at, tz)} {p.unit}（{claim_basis(p.source)}）"
                     f"← {p.sender or '发件人不明'}" + ("，暂作该单位的报送" if p.current else "，该单位已有报送不变"),
                     p.submission_id)
     invalid = Attention("需修改的报送", key="invalid")

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, SmtpSettings
+from intake.authenticity import domain_of
 from intake.mailread import MailView
 from intake.mime import decode_header_value
 from intake.trust import TRUSTED, authentication_failed
@@ -299,10 +300,6 @@ def thread_ids(message: Message, original: MailView) -> tuple[str | None, list[s
 # --- caps ------------------------------------------------------------------------------
 
 
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2].strip().lower()
-
-
 def _replies_within_day(session: Session, address: str, now: dt.datetime, *, failed: bool) -> int:
     """Replies to `address` in the last 24 hours about mail whose authentication did (or
     did not) fail: forged mail has its own count, so it cannot use up a unit's."""
@@ -347,8 +344,8 @@ def cap_reason(
     if form is ReplyForm.FULL:
         return None
     recent = _short_replies_within_hour(session, now)
-    domain = _domain(recipient)
-    if sum(_domain(address) == domain for address in recent) >= smtp.hourly_cap_per_domain:
+    domain = domain_of(recipient)
+    if sum(domain_of(address) == domain for address in recent) >= smtp.hourly_cap_per_domain:
         return "domain_cap"
     if len(recent) >= smtp.hourly_cap_total:
         return "global_cap"

@@ -23,14 +23,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from config.settings import Settings
 from intake.actions import TrackingError
-from intake.board import KIND_LABELS, STATE_HEX, STATE_LABELS, local_time
+from intake.board import KIND_LABELS, STATE_LABELS, local_time
 from intake.web.auth import COOKIE, SessionData, csrf_ok
 from storage.models import Role, User, utcnow
 
 HERE = Path(__file__).parent
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                         trim_blocks=True, lstrip_blocks=True)
-templates.globals.update(STATE_LABELS=STATE_LABELS, STATE_HEX=STATE_HEX, KIND_LABELS=KIND_LABELS)
+templates.globals.update(STATE_LABELS=STATE_LABELS, KIND_LABELS=KIND_LABELS)
 View = Callable[["Ctx"], Response]
 
 
