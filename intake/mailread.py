@@ -21,9 +21,8 @@ from pydantic import ConfigDict, TypeAdapter
 from config.settings import LimitsSettings
 from intake.archive import sha256_hex
 from intake.links import find_links
-from intake.mime import MAX_NESTING, Attachment, ParsedMail, parse_headers, parse_mail
-from intake.mime import safe_filename
-from intake.unpack import ArchiveFile, MailBudget, archive_kind, decode_name, unpack_archive, unsupported_archive
+from intake.mime import MAX_NESTING, Attachment, ParsedMail, decode_raw, parse_headers, parse_mail, safe_filename
+from intake.unpack import ArchiveFile, MailBudget, archive_kind, unpack_archive, unsupported_archive
 from parsers.model import Problem, ProblemCode
 
 MAX_URL = 2000  # a link longer than this is cut (it is shown, never fetched cut)
@@ -183,7 +182,7 @@ def _tnef_name(attachment) -> str:  # noqa: ANN001 - tnefparse.TNEFAttachment
 
     long_names = [a.data for a in attachment.mapi_attrs if a.name == MAPI_ATTACH_LONG_FILENAME]
     raw = long_names[0] if long_names else attachment._name  # noqa: SLF001 - the undecoded title
-    name = raw if isinstance(raw, str) else decode_name(bytes(raw).rstrip(b"\x00"))
+    name = raw if isinstance(raw, str) else decode_raw(bytes(raw).rstrip(b"\x00"))
     return safe_filename(name.strip("\x00"))
 
 

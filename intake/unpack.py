@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from config.settings import LimitsSettings
 from intake.archive import sha256_hex
-from intake.mime import safe_filename
+from intake.mime import decode_raw, safe_filename
 from parsers.filetypes import detect_kind, extension
 from parsers.model import FileKind, Problem, ProblemCode
 
@@ -64,17 +64,7 @@ class Unpacked:
 def member_name(info: zipfile.ZipInfo) -> str:
     if info.flag_bits & UTF8_FLAG:
         return info.filename
-    return decode_name(info.filename.encode("cp437", errors="replace"), fallback=info.filename)
-
-
-def decode_name(raw: bytes, fallback: str | None = None) -> str:
-    """A name stored as bytes in an unknown code page: UTF-8, else GBK (GB18030)."""
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return fallback if fallback is not None else raw.decode("latin-1")
+    return decode_raw(info.filename.encode("cp437", errors="replace"))
 
 
 def _unsafe_path(name: str) -> bool:
@@ -287,7 +277,7 @@ class _Rar:
         # RAR 4 without the Unicode flag stores the writer's code page (GBK on Chinese
         # Windows); rarfile would guess UTF-16 or cp1252.
         if isinstance(info, rarfile.Rar3Info) and not info.flags & rarfile.RAR_FILE_UNICODE:
-            return decode_name(info.orig_filename, fallback=info.filename)
+            return decode_raw(info.orig_filename)
         return info.filename
 
     def read(self, entry: _Entry, limit: int) -> bytes:
