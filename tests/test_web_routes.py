@@ -458,3 +458,11 @@ def test_a_large_attachment_link_is_shown_with_its_expiry_and_url(admin: Site) -
     page = admin.client.get(f"/submissions/{sid}").text
     assert "超大附件链接" in page and "2024-03-20 10:35 到期" in page
     assert 'href="https://mail.163.com/large-attachment-download/index.html?p=X&amp;file=Y" rel="noopener noreferrer"' in page
+
+
+def test_the_authentication_line_tells_failed_from_not_checked() -> None:
+    from intake.web.routes.submission import auth_summary
+
+    assert auth_summary({"verified": True, "dmarc": "pass"}) == "通过（DMARC pass）"
+    assert auth_summary({"verified": False, "dkim": "fail"}) == "未通过（DKIM fail）"
+    assert auth_summary({"verified": None}).startswith("未检查")

@@ -40,7 +40,7 @@ def auth_summary(auth: dict | None) -> str:
     parts = [f"{name.upper()} {auth[name]}" for name in ("spf", "dkim", "dmarc") if auth.get(name)]
     if auth.get("dkim_domains"):
         parts.append("签名域 " + "、".join(map(str, auth["dkim_domains"])))
-    head = "通过" if auth.get("verified") else "未通过"
+    head = {True: "通过", False: "未通过"}.get(auth.get("verified"), "未检查（未配置发件人验证）")
     return head + (f"（{' · '.join(parts)}）" if parts else "")
 
 
