@@ -188,13 +188,13 @@ def _parse(app: App, message_pk: int, force: bool) -> _Parsed:
             raise LookupError(f"no message {message_pk}")
         if message.state is not MessageState.ARCHIVED and not (force and message.state is not MessageState.DUPLICATE):
             return _Parsed(message_pk, done=_outcome(message))
-        digest, arrived_at = message.sha256, message.arrived_at
+        digest, arrived_at, size = message.sha256, message.arrived_at, message.size
     try:
         # This process reads only the header block; the whole mail is parsed in a parser
         # process (intake.mailread), which also files its attachments into the archive.
         head = header_block(app.archive.read_start("mail", digest, HEADER_BLOCK_LIMIT))
         budget = MailBudget(app.settings.limits)
-        mail, files, problems = _read_mail(app, digest, head, budget)
+        mail, files, problems = _read_mail(app, digest, size, head, budget)
         if app.settings.links.download:
             fetched, failed = download_links(app, mail.links, budget)
             files, problems = [*files, *fetched], [*problems, *failed]
@@ -264,10 +264,11 @@ def ingest(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) ->
     return process_message(app, message.id)
 
 
-def _read_mail(app: App, digest: str, head: bytes, budget: MailBudget) -> tuple[MailView, list[FileRef], list[Problem]]:
-    """The mail as plain data, the files to parse and the problems found reading it."""
+def _read_mail(app: App, digest: str, size: int, head: bytes, budget: MailBudget
+               ) -> tuple[MailView, list[FileRef], list[Problem]]:
+    """The mail as plain data, the files to parse and the problems found reading it
+    (`size` as the ledger recorded it)."""
     headers = parse_headers(head)
-    size = app.archive.path("mail", digest).stat().st_size
     limits = app.settings.limits
     if size > limits.max_message_bytes:
         # Over the size limit nothing is read but the headers: parsing is what costs memory.
