@@ -32,9 +32,9 @@ from imap_tools import MailBoxUnencrypted  # noqa: E402
 
 from intake.app import App  # noqa: E402
 from intake.runs import poll_once  # noqa: E402
-from intake.samples import FORM1_ROWS, form_workbook, mime_message, scanned_pdf  # noqa: E402
+from intake.samples import form_workbook, mime_message, scanned_pdf  # noqa: E402
 from intake.scheduler import Runner  # noqa: E402
-from parsers.forms import FORM1  # noqa: E402
+from tests.support.campaigns import FORM1  # noqa: E402
 from tests.support.dovecot import Dovecot  # noqa: E402
 from tests.support.intake_env import DEADLINE, intake_settings  # noqa: E402
 from tests.support.smtp import SmtpSink  # noqa: E402
@@ -68,7 +68,7 @@ UNITS = 40  # senders rotate over a call's ~40 units, as a real mailbox's do
 
 
 def make_messages(count: int, start: int = 0) -> list[tuple[bytes, dt.datetime]]:
-    workbook = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", FORM1_ROWS)
+    workbook = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会")
     scan = two_page_scan()
     out = []
     for i in range(start, start + count):

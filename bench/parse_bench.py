@@ -26,6 +26,7 @@ import xlrd  # noqa: E402
 from config.settings import LimitsSettings, ParsingSettings  # noqa: E402
 from parsers.dispatch import parse_file  # noqa: E402
 from tests.fixtures import forms, scans  # noqa: E402
+from tests.support.campaigns import DEFAULT_FORMS  # noqa: E402
 
 LIMITS = LimitsSettings()
 
@@ -53,7 +54,7 @@ def xlrd_rows(data: bytes) -> None:
 
 def intake(name: str, parsing: ParsingSettings) -> Callable[[bytes], None]:
     def run(data: bytes) -> None:
-        report = parse_file(data, name, limits=LIMITS, parsing=parsing)
+        report = parse_file(data, name, limits=LIMITS, parsing=parsing, forms=DEFAULT_FORMS)
         assert report.forms or report.pdf, report.problems
 
     return run

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
+
+from config.campaigns import CampaignFileError, Campaigns, CampaignSpec, campaign_from_entry
 
 DEFAULT_CONFIG_NAME = "intake.toml"
 # Secrets may come from the environment so they never sit in a file or a log line.
@@ -295,19 +298,12 @@ class ParsingSettings(_Section):
     workers: Annotated[int, Field(ge=0, le=16)] = 0  # parser processes; 0: one per core, at most 2
 
 
-class CampaignSettings(_Section):
-    name: str
-    deadline: dt.datetime
-    form1_title: str = "竞赛项目汇总表（重点工程类）"
-    form2_title: str = "竞赛项目汇总表（技术技能类、创新创意类、工作推进类）"
-    contact: str = ""
+class OtherMailSettings(_Section):
+    """Mail from a registered unit that belongs to no open campaign (a letter, a question,
+    another office's notice): recorded as `other` for staff, never a campaign reply."""
 
-    @field_validator("deadline")
-    @classmethod
-    def _aware(cls, value: dt.datetime) -> dt.datetime:
-        if value.tzinfo is None:
-            raise ValueError("需要带时区的时间，例如 2024-02-25T17:00:00+08:00")
-        return value
+    # A plain acknowledgement (收到，已转工作人员) to a registered unit's such mail.
+    acknowledge: bool = False
 
 
 class DigestSettings(_Section):
@@ -403,7 +399,10 @@ class Settings(_Section):
     limits: LimitsSettings = LimitsSettings()
     parsing: ParsingSettings = ParsingSettings()
     links: LinksSettings = LinksSettings()
-    campaign: CampaignSettings
+    # Every campaign (config.campaigns): `[campaign]` (one, today's form) and/or
+    # `[[campaigns]]` (each inline or `file = …`), read into CampaignSpecs at load.
+    campaigns: tuple[CampaignSpec, ...] = Field(min_length=1)
+    other_mail: OtherMailSettings = OtherMailSettings()
     digest: DigestSettings = DigestSettings()
     reminders: RemindersSettings = RemindersSettings()
     authenticity: AuthenticitySettings = AuthenticitySettings()
@@ -412,6 +411,38 @@ class Settings(_Section):
     units: list[UnitSettings] = []
     # Relative paths in the file are taken from the file's folder.
     base_dir: Path = Path(".")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_campaigns(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or "campaign" not in raw and not isinstance(raw.get("campaigns"), list):
+            return raw
+        raw = dict(raw)
+        base_dir = Path(raw.get("base_dir", "."))
+        specs = []
+        if isinstance(raw.get("campaign"), dict):
+            specs.append(campaign_from_entry(raw.pop("campaign"), base_dir, legacy=True))
+        for i, entry in enumerate(raw.get("campaigns") or []):
+            specs.append(entry if isinstance(entry, CampaignSpec) else
+                         campaign_from_entry(entry, base_dir, where=f"campaigns.{i}"))
+        Campaigns(tuple(specs))  # refuses two campaigns under one id
+        raw["campaigns"] = tuple(specs)
+        return raw
+
+    @property
+    def campaign_set(self) -> Campaigns:
+        """The campaigns with their FormSet, built once per `campaigns` tuple (a
+        model_copy with other campaigns, e.g. a deadline set by staff, gets its own)."""
+        cached = self.__dict__.get("_campaign_set")
+        if cached is None or cached.all is not self.campaigns:
+            cached = self.__dict__["_campaign_set"] = Campaigns(self.campaigns)
+        return cached
+
+    @property
+    def campaign(self) -> CampaignSpec:
+        """The default campaign: the only one, else the first in the file. Code that acts
+        on one submission uses that submission's campaign instead."""
+        return self.campaigns[0]
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.base_dir / path
@@ -458,6 +489,8 @@ def settings_from_dict(raw: dict[str, Any], base_dir: Path = Path(".")) -> Setti
         return Settings.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
+        if isinstance((first.get("ctx") or {}).get("error"), CampaignFileError):
+            raise ConfigError(str(first["ctx"]["error"])) from None  # already names file and key
         key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"配置项 {key} 有误: {explain(first)}" if key else f"配置有误: {explain(first)}") from None
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
+from config.campaigns import CampaignSpec
 from config.settings import Settings
 from intake import tracking
-from intake.board import STATE_LABELS, UnitState, build_board
-from intake.deadline import DEADLINE_KEY, effective_settings
+from intake.board import STATE_LABELS, UnitState, build_board, campaign_of, reminder_key
+from intake.deadline import effective_settings, set_deadline_override
 from intake.decide import is_late
 from intake.registry import UnitRegistry
 from intake.trust import TRUSTED
@@ -29,12 +30,12 @@ from notifications.reminders import REMIND_STATES, reminder_mail, unit_addresses
 from notifications.render import render
 from storage.models import (
     AuditEntry,
-    KeyValue,
     LateDecision,
     OutboxItem,
     OutboxKind,
     OutboxState,
     Submission,
+    SubmissionStatus,
 )
 
 TrackingError = tracking.TrackingError  # the one error type of a refused act (Chinese message)
@@ -45,7 +46,7 @@ TrackingError = tracking.TrackingError  # the one error type of a refused act (C
 ACTION_LABELS = {
     "assign": "指定单位", "confirm": "确认报送", "reject": "驳回报送", "late_accepted": "逾期受理",
     "late_rejected": "逾期不予受理", "review": "人工复核", "remind": "催报", "deadline": "修改截止时间",
-    "reprocess": "重新处理", "outbox_retry": "重新发送", "outbox_dismiss": "放弃发送", "user_add": "添加用户", "user_disable": "停用用户", "login": "登录",
+    "reprocess": "重新处理", "route": "归入征集", "outbox_retry": "重新发送", "outbox_dismiss": "放弃发送", "user_add": "添加用户", "user_disable": "停用用户", "login": "登录",
 }
 
 
@@ -59,7 +60,7 @@ def snapshot(submission: Submission) -> dict[str, Any]:
     def value(v: Any) -> Any:
         return v.value if hasattr(v, "value") else (v.isoformat() if isinstance(v, dt.datetime) else v)
 
-    fields = ("unit", "unit_source", "status", "trust", "confirmation", "late_decision", "seal", "seal_override",
+    fields = ("campaign", "routed_by", "unit", "unit_source", "status", "trust", "confirmation", "late_decision", "seal", "seal_override",
               "mismatch_checked", "needs_review", "review_note", "late_note")
     return {name: value(getattr(submission, name)) for name in fields}
 
@@ -143,8 +144,9 @@ def decide_late(session: Session, settings: Settings, submission_id: int, decisi
     none); a 受理 one counts as 逾期受理.
     """
     submission = _submission(session, submission_id)
-    if not is_late(submission.message.arrived_at, settings.campaign.deadline):
-        raise TrackingError(f"报送 {submission_id} 不是逾期报送（截止时间 {settings.campaign.deadline:%Y-%m-%d %H:%M}）。")
+    deadline = campaign_of(settings, submission).deadline
+    if not is_late(submission.message.arrived_at, deadline):
+        raise TrackingError(f"报送 {submission_id} 不是逾期报送（截止时间 {deadline:%Y-%m-%d %H:%M}）。")
     if submission.unit is None:
         raise TrackingError(f"报送 {submission_id} 尚未确定单位，请先指定单位。")
     before = snapshot(submission)
@@ -169,14 +171,15 @@ def _queue_late_follow_up(session: Session, settings: Settings, submission: Subm
     to = [message.from_address] if trusted_sender else unit_addresses(settings, submission.unit or "")
     if not to:
         return None
-    context = {"campaign": settings.campaign, "unit": submission.unit, "submission": submission,
-               "arrived_at": message.arrived_at, "deadline": settings.campaign.deadline, "note": submission.late_note}
+    campaign = campaign_of(settings, submission)
+    context = {"campaign": campaign, "unit": submission.unit, "submission": submission,
+               "arrived_at": message.arrived_at, "deadline": campaign.deadline, "note": submission.late_note}
     text, html = render(LATE_TEMPLATES[decision], context, settings.smtp.templates_dir)
     mail = build_message(
         from_address=settings.smtp.from_address,
-        from_name=settings.smtp.from_name or settings.campaign.name,
+        from_name=settings.smtp.from_name or campaign.name,
         to=", ".join(to),
-        subject=LATE_SUBJECTS[decision] + settings.campaign.name,
+        subject=LATE_SUBJECTS[decision] + campaign.name,
         text=text,
         html=html,
         in_reply_to=message.message_id,  # in the late mail's thread
@@ -230,16 +233,19 @@ def _sent_today(session: Session, address: str, now: dt.datetime) -> int:
     ) or 0
 
 
-def reminder_drafts(session: Session, settings: Settings, units: list[str], *, now: dt.datetime) -> list[ReminderDraft]:
-    """Exactly the mail each unit would get (the preview), and why any would not go."""
-    states = {row.name: row.state for row in build_board(session, settings).rows}
+def reminder_drafts(session: Session, settings: Settings, units: list[str], *, now: dt.datetime,
+                    campaign: CampaignSpec | None = None) -> list[ReminderDraft]:
+    """Exactly the mail each unit would get about a campaign (default: settings.campaign,
+    the preview), and why any would not go."""
+    campaign = campaign or settings.campaign
+    states = {row.name: row.state for row in build_board(session, settings, campaign).rows}
     drafts = []
     for unit in units:
         state = states.get(unit)
         if state is None:
             raise TrackingError(f"「{unit}」不是登记的报送单位。")
         addresses = unit_addresses(settings, unit)
-        mail = reminder_mail(settings, unit, state, addresses or ["（无）"], now)
+        mail = reminder_mail(settings, unit, state, addresses or ["（无）"], now, campaign)
         refused = None
         if state not in REMIND_STATES:
             refused = f"状态为「{STATE_LABELS[state]}」，无需催报"
@@ -253,15 +259,16 @@ def reminder_drafts(session: Session, settings: Settings, units: list[str], *, n
 
 
 def remind(session: Session, settings: Settings, units: list[str], *, actor: str,
-           now: dt.datetime) -> list[ReminderDraft]:
-    """Queue a 催报 to each unit whose draft is not refused; returns every draft."""
-    drafts = reminder_drafts(session, settings, units, now=now)
+           now: dt.datetime, campaign: CampaignSpec | None = None) -> list[ReminderDraft]:
+    """Queue a 催报 about a campaign to each unit whose draft is not refused; returns every draft."""
+    campaign = campaign or settings.campaign
+    drafts = reminder_drafts(session, settings, units, now=now, campaign=campaign)
     for draft in drafts:
         if draft.refused:
             continue
-        mail = reminder_mail(settings, draft.unit, draft.state, draft.to, now)
-        enqueue(session, kind=OutboxKind.REMINDER, dedupe_key=f"reminder:{draft.unit}:manual:{now.isoformat()}",
-                message=mail)
+        mail = reminder_mail(settings, draft.unit, draft.state, draft.to, now, campaign)
+        enqueue(session, kind=OutboxKind.REMINDER, dedupe_key=reminder_key(draft.unit, f"manual:{now.isoformat()}",
+                                                                           campaign.id), message=mail)
         audit(session, actor=actor, action="remind", target=f"unit:{draft.unit}",
               after={"state": draft.state.value, "to": draft.to}, now=now)
     return drafts
@@ -271,17 +278,21 @@ def remind(session: Session, settings: Settings, units: list[str], *, actor: str
 
 
 def set_deadline(session: Session, settings: Settings, new: dt.datetime, *, actor: str, now: dt.datetime,
-                 note: str | None = None) -> dt.datetime:
-    """Change the deadline for every state, the board, digest and workbook at once.
+                 note: str | None = None, campaign: str | None = None) -> dt.datetime:
+    """Change a campaign's deadline (default: settings.campaign) for every state, the
+    board, digest and workbook at once.
 
     Replies already sent are not taken back; the audit log keeps the old and new value.
     """
     if new.tzinfo is None:
         raise TrackingError("截止时间需要带时区，例如 2024-02-28T17:00:00+08:00。")
-    old = effective_settings(settings, session).campaign.deadline
-    session.merge(KeyValue(key=DEADLINE_KEY, value=new.isoformat()))
-    audit(session, actor=actor, action="deadline", target="campaign", before={"deadline": old.isoformat()},
-          after={"deadline": new.isoformat()}, note=note, now=now)
+    spec = effective_settings(settings, session).campaign_set.get(campaign or settings.campaign.id)
+    if spec is None:
+        raise TrackingError(f"没有 id 为 {campaign} 的征集。")
+    old = spec.deadline
+    set_deadline_override(session, spec.id, new)
+    audit(session, actor=actor, action="deadline", target=f"campaign:{spec.id}" if campaign else "campaign",
+          before={"deadline": old.isoformat()}, after={"deadline": new.isoformat()}, note=note, now=now)
     return new
 
 
@@ -303,6 +314,36 @@ def reprocess_submission(app: Any, submission_id: int, *, actor: str, now: dt.da
         submission = session.scalar(select(Submission).where(Submission.message_pk == message_pk))
         audit(session, actor=actor, action="reprocess", target=_target(submission), before=before,
               after=snapshot(submission), now=now)
+        return submission
+
+
+def route_submission(app: Any, submission_id: int, campaign_id: str, *, actor: str, now: dt.datetime) -> Submission:
+    """Staff put a submission (or an `other` mail) in a campaign (`intake route`), audited.
+
+    The mail is decided again under that campaign (its rows, lateness, status, the unit's
+    record); the choice survives later reprocessing. A reply is queued only if the mail
+    had none (an `other` mail now gets its campaign's reply); `app` is an intake.app.App.
+    """
+    from intake.pipeline import STAFF_ROUTED
+    from intake.runs import reprocess_messages
+
+    spec = app.settings.campaign_set.get(campaign_id)
+    if spec is None:
+        known = "、".join(c.id for c in app.settings.campaign_set)
+        raise TrackingError(f"没有编号为「{campaign_id}」的征集（已配置：{known}）。")
+    with app.db.session() as session:
+        submission = _submission(session, submission_id)
+        if submission.content_status is SubmissionStatus.IGNORED:
+            raise TrackingError(f"报送记录 {submission_id} 是自动回复或无关邮件，已忽略，不能归入征集。")
+        before, message_pk = snapshot(submission), submission.message_pk
+        submission.campaign, submission.routed_by = spec.id, STAFF_ROUTED
+        submission.routing = f"工作人员（{actor}）归入“{spec.name}”"
+    reprocess_messages(app, [message_pk])
+    with app.db.session() as session:
+        submission = session.scalar(select(Submission).options(joinedload(Submission.message))
+                                    .where(Submission.message_pk == message_pk))
+        audit(session, actor=actor, action="route", target=_target(submission), before=before,
+              after=snapshot(submission), note=spec.name, now=now)
         return submission
 
 

@@ -49,12 +49,14 @@ class App:
         parsing = self.settings.parsing.model_copy(update={"ocr": False})
         idle: queue.Queue[ParseWorker] = queue.Queue()
         for _ in range(self.parse_slots):
-            idle.put(ParseWorker(self.settings.limits, parsing, memory_mb=WORKER_MEMORY_MB))
+            idle.put(ParseWorker(self.settings.limits, parsing, self.settings.campaign_set.forms,
+                                 memory_mb=WORKER_MEMORY_MB))
         return idle
 
     @cached_property
     def ocr_worker(self) -> ParseWorker:
-        return ParseWorker(self.settings.limits, self.settings.parsing, memory_mb=WORKER_MEMORY_MB)
+        return ParseWorker(self.settings.limits, self.settings.parsing, self.settings.campaign_set.forms,
+                           memory_mb=WORKER_MEMORY_MB)
 
     @property
     def parse_slots(self) -> int:

@@ -6,22 +6,26 @@ digest and the consolidated workbook.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from config.settings import Settings, UnitKind
+from config.campaigns import LEGACY_ID, CampaignSpec
+from config.settings import Settings, UnitKind, UnitSettings
 from intake.decide import is_late
 from intake.tracking import current_submissions, pending_confirmations, unmatched_submissions
 from intake.trust import awaits_staff
-from storage.models import LateDecision, Message, MessageState, OutboxItem, OutboxKind, Submission, SubmissionStatus
+from storage.models import (LateDecision, Message, MessageState, OutboxItem, OutboxKind, ReplyKind, Submission,
+                            SubmissionStatus)
 
 
 class UnitState(StrEnum):
@@ -70,6 +74,7 @@ ARRIVAL_NOTES = {
     SubmissionStatus.UNMATCHED: "待指定单位",
     SubmissionStatus.HELD: "待确认，未替代该单位已有的报送",
     SubmissionStatus.REJECTED: "已驳回",
+    SubmissionStatus.OTHER: "其他来信（不属于任何征集）",
 }
 
 
@@ -118,8 +123,7 @@ class BoardRow:
     arrived_at: datetime | None = None
     late: bool = False
     problems: int = 0
-    form1_rows: int = 0
-    form2_rows: int = 0
+    form_rows: dict[str, int] = field(default_factory=dict)  # form id → rows in the current submission
     trust: str | None = None  # intake.trust level of the current submission
     awaiting: bool = False  # the current submission is a claim staff have not confirmed (待确认)
     late_undecided: bool = False  # late, and the office has not said 受理 or 不受理 yet
@@ -159,7 +163,21 @@ class UnmatchedRow:
 
 
 @dataclass
+class OtherRow:
+    """A mail staff read themselves: for no open campaign (`other`), or for a closed one."""
+
+    submission_id: int
+    sender: str | None
+    unit: str | None  # the registered unit, if the sender is one
+    subject: str | None
+    arrived_at: datetime
+    routing: str | None  # why it was not taken as a submission, in Chinese
+    campaign: str | None = None  # the closed campaign's name; None for `other` mail
+
+
+@dataclass
 class FormCount:
+    title: str = ""  # the form's short title
     units: int = 0  # units whose current submission has rows of this form
     rows: int = 0
 
@@ -169,12 +187,16 @@ class Board:
     rows: list[BoardRow]
     counts: dict[UnitState, int]
     by_kind: dict[UnitKind, dict[UnitState, int]]
-    by_form: dict[int, FormCount]
+    by_form: dict[str, FormCount]  # by form id, in the campaign's order
     unmatched: list[UnmatchedRow]
     timezone: ZoneInfo
     pending: list[PendingRow] = field(default_factory=list)
     quarantined: list[QuarantinedRow] = field(default_factory=list)
-    campaign: str = ""
+    campaign: str = ""  # the campaign's name
+    campaign_id: str = ""
+    deadline: datetime | None = None
+    # Mail staff read themselves (other mail, mail for closed campaigns): never a state.
+    other: list[OtherRow] = field(default_factory=list)
     # The current submissions behind the rows, for the digest and workbook (not exported).
     current: dict[str, Submission] = field(default_factory=dict, repr=False)
 
@@ -188,56 +210,115 @@ def quarantine_reason(error: str | None) -> str:
     return first[:200]
 
 
-def last_reminded(session: Session) -> dict[str, datetime]:
-    """When each unit was last sent a reminder (a slot's or a 催报): "reminder:<unit>:..."."""
+def reminder_key(unit: str, slot: str, campaign_id: str) -> str:
+    """A reminder's outbox key: "reminder:<unit>:<slot>", with "@<campaign>" after the
+    slot except for the legacy `default` campaign (keys sent before campaigns keep counting)."""
+    suffix = "" if campaign_id == LEGACY_ID else f"@{campaign_id}"
+    return f"reminder:{unit}:{slot}{suffix}"
+
+
+def _reminder_campaign(key: str) -> str:
+    rest = key.split(":", 2)[2]
+    return rest.rpartition("@")[2] if "@" in rest else LEGACY_ID
+
+
+def last_reminded(session: Session, campaign_id: str = LEGACY_ID) -> dict[str, datetime]:
+    """When each unit was last sent a reminder about the campaign (a slot's or a 催报)."""
     latest: dict[str, datetime] = {}
     rows = session.execute(
         select(OutboxItem.dedupe_key, OutboxItem.created_at).where(OutboxItem.kind == OutboxKind.REMINDER)
     )
     for key, created in rows:
-        unit = key.split(":")[1] if key.count(":") >= 2 else None
+        if key.count(":") < 2 or _reminder_campaign(key) != campaign_id:
+            continue
+        unit = key.split(":")[1]
         if unit and (unit not in latest or created > latest[unit]):
             latest[unit] = created
     return latest
 
 
-def build_board(session: Session, settings: Settings) -> Board:
-    current = current_submissions(session)
-    reminded = last_reminded(session)
+def campaign_of(settings: Settings, submission: Submission) -> CampaignSpec:
+    """The campaign a submission belongs to; `other` mail (none) falls back to the default."""
+    return settings.campaign_set.get(submission.campaign) or settings.campaign
+
+
+def belongs_to(campaign: CampaignSpec, settings: Settings) -> ColumnElement[bool]:
+    """A campaign's submissions as SQL; mail routed nowhere that is not `other` (a
+    stranger's, ignored mail) stays with the default campaign, where it always was."""
+    mine = Submission.campaign == campaign.id
+    if campaign.id != settings.campaign.id:
+        return mine
+    return or_(mine, and_(Submission.campaign.is_(None), Submission.status != SubmissionStatus.OTHER))
+
+
+def campaign_units(settings: Settings, campaign: CampaignSpec) -> list[UnitSettings]:
+    """The registered units a campaign asks to submit (all of them unless it names some)."""
+    if campaign.units is None:
+        return list(settings.units)
+    asked = set(campaign.units)
+    return [unit for unit in settings.units if unit.name in asked]
+
+
+def other_mail(session: Session, settings: Settings, since: datetime | None = None) -> list[OtherRow]:
+    """Mail for no open campaign and mail for a closed one, oldest first (since `since`)."""
+    query = (
+        select(Submission)
+        .join(Submission.message)
+        .where((Submission.status == SubmissionStatus.OTHER) | (Submission.reply == ReplyKind.CLOSED))
+        .order_by(Message.arrived_at, Submission.id)
+    )
+    if since is not None:
+        query = query.where(Message.arrived_at >= since)
+    rows = []
+    for s in session.scalars(query):
+        spec = settings.campaign_set.get(s.campaign) if s.status is not SubmissionStatus.OTHER else None
+        rows.append(OtherRow(s.id, s.message.from_address, s.unit, s.message.subject, s.message.arrived_at,
+                             s.routing, spec.name if spec else None))
+    return rows
+
+
+def build_board(session: Session, settings: Settings, campaign: CampaignSpec | None = None) -> Board:
+    """One campaign's board (default: settings.campaign): its units, its submissions only."""
+    campaign = campaign or settings.campaign
+    deadline = campaign.deadline
+    current = current_submissions(session, campaign.id)
+    reminded = last_reminded(session, campaign.id)
+    units = campaign_units(settings, campaign)
     rows: list[BoardRow] = []
     counts = dict.fromkeys(UnitState, 0)
     by_kind = {kind: dict.fromkeys(UnitState, 0) for kind in UnitKind}
-    by_form = {1: FormCount(), 2: FormCount()}
-    for unit in settings.units:
+    by_form = {form.id: FormCount(form.short_title) for form in campaign.forms}
+    for unit in units:
         submission = current.get(unit.name)
-        row = BoardRow(unit.name, unit.kind, state_of(submission, settings.campaign.deadline))
+        row = BoardRow(unit.name, unit.kind, state_of(submission, deadline), form_rows=dict.fromkeys(by_form, 0))
         row.last_reminded = reminded.get(unit.name)
         if submission is not None:
             row.submission_id = submission.id
             row.arrived_at = submission.message.arrived_at
-            row.late = is_late(submission.message.arrived_at, settings.campaign.deadline)
+            row.late = is_late(submission.message.arrived_at, deadline)
             row.problems = len(submission.problems)
-            row.form1_rows = len(submission.form1_rows)
-            row.form2_rows = len(submission.form2_rows)
+            row.form_rows = {form.id: len(submission.rows_of(form.id)) for form in campaign.forms}
             row.trust = submission.trust.value
             row.awaiting = awaits_staff(submission)
             row.late_undecided = row.late and submission.late_decision is None
-            for number, count in ((1, row.form1_rows), (2, row.form2_rows)):
-                by_form[number].units += count > 0
-                by_form[number].rows += count
+            for form_id, count in row.form_rows.items():
+                by_form[form_id].units += count > 0
+                by_form[form_id].rows += count
         rows.append(row)
         counts[row.state] += 1
         by_kind[unit.kind][row.state] += 1
+    # Unmatched mail routed to no campaign is listed on every board: staff name its unit.
     unmatched = [
         UnmatchedRow(s.id, s.message.from_address, s.message.subject, s.sheet_unit, s.message.arrived_at)
         for s in unmatched_submissions(session)
+        if s.campaign in (campaign.id, None)
     ]
-    registered = {unit.name for unit in settings.units}
+    registered = {unit.name for unit in units}
     standing = {s.id for s in current.values()}
     pending = [
         PendingRow(s.id, s.unit, s.message.from_address, s.unit_source, s.message.arrived_at, s.id in standing)
         for s in pending_confirmations(session)
-        if s.unit is not None
+        if s.unit is not None and s.campaign == campaign.id
     ]
     quarantined = [
         QuarantinedRow(m.id, m.from_address, m.subject, m.arrived_at, quarantine_reason(m.error))
@@ -254,7 +335,10 @@ def build_board(session: Session, settings: Settings) -> Board:
         unmatched=unmatched,
         pending=pending,
         timezone=ZoneInfo(settings.digest.timezone),
-        campaign=settings.campaign.name,
+        campaign=campaign.name,
+        campaign_id=campaign.id,
+        deadline=deadline,
+        other=other_mail(session, settings),
         current={name: s for name, s in current.items() if name in registered},
     )
 
@@ -267,6 +351,7 @@ def board_as_dict(board: Board) -> dict:
 
     return {
         "campaign": board.campaign,
+        "campaign_id": board.campaign_id,
         "units": [
             {
                 "name": row.name,
@@ -276,8 +361,9 @@ def board_as_dict(board: Board) -> dict:
                 "arrived_at": iso(row.arrived_at),
                 "late": row.late,
                 "problems": row.problems,
-                "form1_rows": row.form1_rows,
-                "form2_rows": row.form2_rows,
+                # `<form id>_rows` per form: form1_rows / form2_rows for the 2024 notice.
+                **{f"{form_id}_rows": n for form_id, n in row.form_rows.items()},
+                "forms": dict(row.form_rows),
                 "trust": row.trust,
                 "awaiting_confirmation": row.awaiting,
                 "late_undecided": row.late_undecided,
@@ -287,7 +373,8 @@ def board_as_dict(board: Board) -> dict:
         ],
         "counts": {state.value: n for state, n in board.counts.items()},
         "by_kind": {kind.value: {s.value: n for s, n in states.items()} for kind, states in board.by_kind.items()},
-        "by_form": {str(number): {"units": c.units, "rows": c.rows} for number, c in board.by_form.items()},
+        "by_form": {form_id: {"title": c.title, "units": c.units, "rows": c.rows}
+                    for form_id, c in board.by_form.items()},
         "unmatched": [
             {
                 "submission_id": u.submission_id,
@@ -302,6 +389,11 @@ def board_as_dict(board: Board) -> dict:
             {"message_pk": q.message_pk, "status": "quarantined", "sender": q.sender, "subject": q.subject,
              "arrived_at": iso(q.arrived_at), "reason": q.reason}
             for q in board.quarantined
+        ],
+        "other": [
+            {"submission_id": o.submission_id, "sender": o.sender, "unit": o.unit, "subject": o.subject,
+             "arrived_at": iso(o.arrived_at), "routing": o.routing, "closed_campaign": o.campaign}
+            for o in board.other
         ],
         "pending_confirmation": [
             {
@@ -342,20 +434,24 @@ def render_board(board: Board, console: Console) -> None:
         if total:
             done = states[UnitState.ACCEPTED] + states[UnitState.ACCEPTED_LATE]
             console.print(f"  {KIND_LABELS[kind]}：已受理 {done}/{total}，未报送 {states[UnitState.MISSING]}")
-    for number, count in board.by_form.items():
-        console.print(f"  表{number}：{count.units} 个单位报送 {count.rows} 个项目")
-    if board.pending:
-        console.print(f"[bold magenta]待确认的报送 {len(board.pending)} 份[/]（发件地址不是该单位登记的邮箱或验证未通过；"
-                      "请用 intake confirm / intake reject 处理）：")
-        for p in board.pending:
-            console.print(
-                f"  #{p.submission_id} {local_time(p.arrived_at, board.timezone)} "
-                + escape(f"{p.unit} ← {p.sender or '发件人不明'}")
-            )
-    if board.unmatched:
-        console.print(f"[bold red]未识别单位的邮件 {len(board.unmatched)} 封[/]（请用 intake assign 指定单位）：")
-        for u in board.unmatched:
-            console.print(
-                f"  #{u.submission_id} {local_time(u.arrived_at, board.timezone)} "
-                + escape(f"{u.sender or ''} {u.subject or ''}")
-            )
+    for count in board.by_form.values():
+        console.print(f"  {escape(count.title)}：{count.units} 个单位报送 {count.rows} 行")
+    _listing(console, board, board.pending,
+             f"[bold magenta]待确认的报送 {len(board.pending)} 份[/]（发件地址不是该单位登记的邮箱或验证未通过；"
+             "请用 intake confirm / intake reject 处理）：",
+             lambda p: f"{p.unit} ← {p.sender or '发件人不明'}")
+    _listing(console, board, board.unmatched,
+             f"[bold red]未识别单位的邮件 {len(board.unmatched)} 封[/]（请用 intake assign 指定单位）：",
+             lambda u: f"{u.sender or ''} {u.subject or ''}")
+    _listing(console, board, board.other,
+             f"[bold]其他来信 {len(board.other)} 封[/]（不属于进行中的征集，或所属征集已截止；请人工查看）：",
+             lambda o: f"{o.unit or o.sender or ''} {o.subject or ''} {o.routing or o.campaign or ''}")
+
+
+def _listing(console: Console, board: Board, rows: list, header: str, line: Callable[[Any], str]) -> None:
+    """A heading and one line per mail (number, arrival, then `line`), escaped: it is mail text."""
+    if not rows:
+        return
+    console.print(header)
+    for row in rows:
+        console.print(f"  #{row.submission_id} {local_time(row.arrived_at, board.timezone)} " + escape(line(row)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from config.campaigns import LEGACY_ID, CampaignFileError, CampaignSpec, load_campaign_file
 from config.settings import (
     PORT_HINTS,
     Security,
@@ -91,12 +92,12 @@ def run_checks(settings: Settings, config_path: Path, *, connect: bool, now: dt.
 
 
 def file_checks(settings: Settings, config_path: Path, now: dt.datetime) -> list[Item]:
-    campaign = settings.campaign
-    items = [ok("配置文件", f"{config_path}：{campaign.name}，登记单位 {len(settings.units)} 个")]
+    names = "、".join(c.name for c in settings.campaigns)
+    items = [ok("配置文件", f"{config_path}：{names}，登记单位 {len(settings.units)} 个")]
     exposed = exposed_password_warning(config_path)
     if exposed:
         items.append(warn("文件权限", exposed))
-    items.append(_deadline(settings, now))
+    items += _campaigns(settings, now)
     items += _digest_and_reminders(settings)
     items += _units(settings)
     items += _placeholders(settings)
@@ -123,13 +124,47 @@ def _local(settings: Settings, when: dt.datetime) -> str:
     return f"{when.astimezone(ZoneInfo(settings.digest.timezone)):%Y-%m-%d %H:%M}"
 
 
-def _deadline(settings: Settings, now: dt.datetime) -> Item:
+def campaign_line(campaign: CampaignSpec, settings: Settings | None = None) -> str:
+    """A campaign as its ✓ line states it: id, name, deadline, forms."""
+    when = _local(settings, campaign.deadline) if settings else f"{campaign.deadline:%Y-%m-%d %H:%M}"
+    forms = "、".join(f"{f.id}（{f.short_title}，{len(f.columns)} 栏）" for f in campaign.forms)
+    return f"{campaign.id}：{campaign.name}，截止 {when}，表格 {forms}"
+
+
+def _campaigns(settings: Settings, now: dt.datetime) -> list[Item]:
+    several = len(settings.campaigns) > 1
+    items = []
+    for campaign in settings.campaign_set:
+        items.append(ok("征集", campaign_line(campaign, settings)))
+        items.append(_deadline(settings, campaign, now, named=several))
+    campaigns = settings.campaign_set
+    for word, first, second in campaigns.shared_keywords():
+        if campaigns.get(first).is_open(now) and campaigns.get(second).is_open(now):
+            items.append(fail("征集关键词", f"关键词“{word}”同时写在正在进行的征集 {first} 和 {second} 的 keywords 中，"
+                                            "只凭关键词的来信将无法判断归属；请只保留在其中一个"))
+    return items
+
+
+def _deadline(settings: Settings, campaign: CampaignSpec, now: dt.datetime, *, named: bool) -> Item:
     from notifications.digest import time_left
 
-    deadline = settings.campaign.deadline
+    deadline, which = campaign.deadline, f"{campaign.id}：" if named else ""
+    if not campaign.is_open(now):
+        return ok("截止时间", f"{which}{_local(settings, deadline)}，已于 {_local(settings, campaign.closes_at)} 停止受理")
     if deadline <= now:
-        return warn("截止时间", f"{_local(settings, deadline)} 已过；如是新一期征集，请更新 [campaign] deadline")
-    return ok("截止时间", f"{_local(settings, deadline)}，{time_left(deadline, now)}")
+        where = "[campaign] deadline" if campaign.id == LEGACY_ID else "该征集的 deadline"
+        return warn("截止时间", f"{which}{_local(settings, deadline)} 已过；如是新一期征集，请更新 {where}")
+    return ok("截止时间", f"{which}{_local(settings, deadline)}，{time_left(deadline, now)}")
+
+
+def campaign_file_checks(path: Path) -> list[Item]:
+    """`intake check --campaign-file PATH`: one campaign file on its own."""
+    try:
+        campaign = load_campaign_file(path)
+    except CampaignFileError as err:
+        return [fail("征集文件", str(err))]
+    return [ok("征集文件", campaign_line(campaign)),
+            *(ok("表格", f"{f.id}：{f.title}，{len(f.columns)} 栏，规则 {len(f.rules)} 条") for f in campaign.forms)]
 
 
 def _digest_and_reminders(settings: Settings) -> list[Item]:

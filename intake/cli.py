@@ -100,20 +100,37 @@ def opened(ctx: click.Context) -> Iterator[object]:
 @main.command()
 @click.option("--connect/--no-connect", default=None,
               help="登录邮箱和发信服务器、连接数据库、检查存档目录（配置中有密码时默认检查）。")
+@click.option("--campaign-file", type=click.Path(dir_okay=False), default=None,
+              help="只检查这一个征集文件（不读配置文件）。")
 @click.pass_context
-def check(ctx: click.Context, connect: bool | None) -> None:
-    """逐项检查配置：每个取值，以及（--connect）邮箱、发信服务器、数据库和存档目录。
+def check(ctx: click.Context, connect: bool | None, campaign_file: str | None) -> None:
+    """逐项检查配置：每个取值和每个征集，以及（--connect）邮箱、发信服务器、数据库和存档目录。
 
     每项一行：✓ 正常，! 请留意，✗ 无法正常工作（此时退出码为 1）。不发送邮件，不建文件夹，不迁移数据库。
 
     \b
     示例：intake --config intake.toml check
           intake check --no-connect      # 只检查配置文件本身
+          intake check --campaign-file campaigns/2025.toml
     """
-    from intake.checks import Mark, has_credentials, run_checks
+    from intake.checks import Mark, campaign_file_checks, fail, has_credentials, run_checks
     from storage.models import utcnow
 
-    settings = settings_from(ctx)
+    if campaign_file is not None:
+        items = campaign_file_checks(Path(campaign_file))
+        for item in items:
+            click.echo(item.line())
+        if items[0].mark is Mark.FAIL:
+            ctx.exit(1)
+        click.echo(f"征集文件有效：{len(items)} 项正常。")
+        return
+    try:
+        settings = load_settings(ctx.obj["config_path"])
+    except ConfigError as err:  # a campaign file's mistake too: one ✗ line naming file and key
+        click.echo(fail("配置文件", str(err)).line())
+        ctx.exit(1)
+    handler = add_log_file(settings.logging, settings.resolve)
+    ctx.call_on_close(lambda: remove_log_file(handler))
     connect = has_credentials(settings) if connect is None else connect
     items = run_checks(settings, find_config(ctx.obj["config_path"]), connect=connect, now=utcnow())
     for item in items:
@@ -181,14 +198,60 @@ def run(ctx: click.Context, standby: bool) -> None:
                     console.should_exit = True
 
 
+CAMPAIGN = click.option("--campaign", "campaign_id", default=None, metavar="ID",
+                        help="征集编号（intake campaigns 可列出；默认：唯一正在进行的征集）。")
+
+
+def campaigns_for(settings: Settings, campaign_id: str | None, *, one: str | None = None) -> list:
+    """The campaigns a command acts on: the one named, else the only open one, else (none
+    open) the default. With several open and none named: every open one, or, when the
+    command can do only `one` thing at a time, a refusal that lists their ids."""
+    from storage.models import utcnow
+
+    campaigns = settings.campaign_set
+    if campaign_id is not None:
+        chosen = campaigns.get(campaign_id)
+        if chosen is None:
+            raise click.ClickException(f"没有编号为「{campaign_id}」的征集；已配置：{'、'.join(c.id for c in campaigns)}")
+        return [chosen]
+    open_now = list(campaigns.open(utcnow())) or [settings.campaign]
+    if len(open_now) > 1 and one:
+        ids = "、".join(c.id for c in open_now)
+        raise click.ClickException(f"有 {len(open_now)} 个征集正在进行（{ids}），请用 --campaign 指定要{one}的一个。")
+    return open_now
+
+
+@main.command()
+@click.pass_context
+def campaigns(ctx: click.Context) -> None:
+    """列出配置的征集：编号、名称、截止时间、是否仍在受理、表格。
+
+    \b
+    示例：intake campaigns
+    """
+    from zoneinfo import ZoneInfo
+
+    from storage.models import utcnow
+
+    with opened(ctx) as app:  # the deadlines staff set count
+        settings = app.settings
+    tz, now = ZoneInfo(settings.digest.timezone), utcnow()
+    for campaign in settings.campaign_set:
+        state = "受理中" if campaign.is_open(now) else f"已截止（{campaign.closes_at.astimezone(tz):%Y-%m-%d %H:%M}）"
+        forms = "、".join(f"{f.id}（{f.short_title}）" for f in campaign.forms)
+        click.echo(f"{campaign.id}  {campaign.name}  截止 {campaign.deadline.astimezone(tz):%Y-%m-%d %H:%M}  {state}  表格：{forms}")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
+@CAMPAIGN
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """显示各单位报送状态。
+def status(ctx: click.Context, as_json: bool, campaign_id: str | None) -> None:
+    """显示各单位报送状态（有多个征集正在进行且未指定 --campaign 时逐个显示）。
 
     \b
     示例：intake status
+          intake status --campaign wuyi-2024
           intake status --json
     """
     from intake.board import board_as_dict, build_board, render_board
@@ -198,44 +261,53 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from storage.models import utcnow
 
     with opened(ctx) as app, app.db.session() as session:
-        board = build_board(session, app.settings)
+        chosen = campaigns_for(app.settings, campaign_id)
+        boards = [build_board(session, app.settings, c) for c in chosen]
         health = outbox_health(session, app.settings, utcnow())
         pause = current_pause(session)
         if as_json:
-            document = board_as_dict(board)
+            # One campaign: the document as it always was (plus its id); several: one each.
+            documents = [{"campaign_id": c.id, **board_as_dict(b)} for c, b in zip(chosen, boards, strict=True)]
+            document = documents[0] if len(documents) == 1 else {"campaigns": documents}
             document["outbox"] = health.as_dict()
             document["mailbox"] = {"auth_paused_until": pause.until.isoformat() if pause else None,
                                    "auth_pause_reason": pause.reason if pause else None}
             click.echo(json.dumps(document, ensure_ascii=False, indent=2))
             return
-        render_board(board, Console())
-        for line in ([f"! {pause.describe(board.timezone)}"] if pause else []) + unsent_lines(health):
+        console = Console()
+        for board in boards:
+            render_board(board, console)
+        for line in ([f"! {pause.describe(boards[0].timezone)}"] if pause else []) + unsent_lines(health):
             click.echo(line)
 
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["json", "xlsx"]), default="json", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="输出文件（xlsx 必填；json 默认输出到屏幕）。")
+@CAMPAIGN
 @click.pass_context
-def export(ctx: click.Context, fmt: str, out: str | None) -> None:
-    """导出全部报送数据：JSON，或按通知格式汇总的 Excel 工作簿。
+def export(ctx: click.Context, fmt: str, out: str | None, campaign_id: str | None) -> None:
+    """导出一个征集的全部报送数据：JSON，或按通知格式汇总的 Excel 工作簿。
+
+    有多个征集正在进行时须用 --campaign 指定。
 
     \b
     示例：intake export --format json > export.json
-          intake export --format xlsx --out 汇总表.xlsx
+          intake export --format xlsx --out 汇总表.xlsx --campaign ldjs-2024
     """
     from intake.archive import write_atomically  # 0600, new folders 0700
     from intake.export import export_document
     from notifications.workbook import build_workbook
 
     with opened(ctx) as app, app.db.session() as session:
+        [campaign] = campaigns_for(app.settings, campaign_id, one="导出")
         if fmt == "xlsx":
             if not out:
                 raise click.UsageError("导出 xlsx 需要 --out 文件名。")
-            write_atomically(Path(out), build_workbook(session, app.settings))
-            click.echo(f"已写入 {out}")
+            write_atomically(Path(out), build_workbook(session, app.settings, campaign))
+            click.echo(f"已写入 {out}（{campaign.name}）")
             return
-        text = json.dumps(export_document(session, app.settings), ensure_ascii=False, indent=2)
+        text = json.dumps(export_document(session, app.settings, campaign), ensure_ascii=False, indent=2)
     if out:
         write_atomically(Path(out), text.encode("utf-8"))
     else:
@@ -244,18 +316,22 @@ def export(ctx: click.Context, fmt: str, out: str | None) -> None:
 
 @main.command()
 @click.argument("message_ids", nargs=-1, type=int)
+@click.option("--campaign", "campaign_id", default=None, metavar="ID", help="只处理已归入该征集的邮件。")
 @click.pass_context
-def reprocess(ctx: click.Context, message_ids: tuple[int, ...]) -> None:
-    """从存档重新解析邮件（不访问邮箱，不会重复回复）。不带参数时处理全部。
+def reprocess(ctx: click.Context, message_ids: tuple[int, ...], campaign_id: str | None) -> None:
+    """从存档重新解析邮件（不访问邮箱，不会重复回复）。不带参数时处理全部（含其他来信）。
 
     \b
     示例：intake reprocess
           intake reprocess 12 15
+          intake reprocess --campaign wuyi-2024
     """
     from intake.runs import reprocess_messages
 
     with opened(ctx) as app:
-        outcomes = reprocess_messages(app, list(message_ids) or None)
+        if campaign_id is not None:
+            campaigns_for(app.settings, campaign_id)  # refuses an unknown id
+        outcomes = reprocess_messages(app, list(message_ids) or None, campaign=campaign_id)
         click.echo(f"已重新处理 {len(outcomes)} 封邮件。")
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import click
 
 from intake import actions
-from intake.board import submission_label
+from intake.board import campaign_of, submission_label
 from intake.cli import main, opened
 from storage.models import LateDecision, utcnow
 
@@ -53,7 +53,31 @@ def assign(ctx: click.Context, submission_id: int, unit: str, by: str | None) ->
     """
     with acting(ctx) as (app, session):
         submission = actions.assign_unit(session, app.registry, submission_id, unit, actor=_who(by), now=utcnow())
-        click.echo(f"报送 {submission.id} 已指定为 {submission.unit}（{submission_label(submission, app.settings.campaign.deadline)}）。")
+        deadline = campaign_of(app.settings, submission).deadline
+        click.echo(f"报送 {submission.id} 已指定为 {submission.unit}（{submission_label(submission, deadline)}）。")
+
+
+@main.command()
+@click.argument("submission_id", type=int)
+@click.argument("campaign")
+@BY
+@click.pass_context
+def route(ctx: click.Context, submission_id: int, campaign: str, by: str | None) -> None:
+    """把一份报送或一封「其他来信」归入某个征集（编号见 intake campaigns），并按该征集重新判定。
+
+    以后重新处理时保持此归属；此前未回复的邮件会收到该征集的回复。
+
+    \b
+    示例：intake route 42 wuyi-2024 --by 娄文华
+    """
+    with opened(ctx) as app:
+        try:
+            submission = actions.route_submission(app, submission_id, campaign, actor=_who(by), now=utcnow())
+        except actions.TrackingError as err:
+            raise click.ClickException(str(err)) from None
+        spec = app.settings.campaign_set.get(campaign)
+        click.echo(f"报送 {submission.id} 已归入“{spec.name}”（{submission_label(submission, spec.deadline)}）。")
+        _send(app)
 
 
 @main.command()

@@ -25,24 +25,43 @@ class Completeness:
     has_pdf: bool
     has_editable: bool
     problems: tuple[Problem, ...]
+    # What the campaign asks for (CampaignSpec.requires_pdf / requires_editable).
+    requires_pdf: bool = True
+    requires_editable: bool = True
+
+    @property
+    def pdf_ok(self) -> bool:
+        """The stamped copy is there, or the campaign does not ask for one."""
+        return self.has_pdf or not self.requires_pdf
+
+    @property
+    def editable_ok(self) -> bool:
+        return self.has_editable or not self.requires_editable
 
 
-def completeness(reports: Iterable[FileReport], linked: frozenset[str] = frozenset()) -> Completeness:
+_WANTED = {(True, True): "盖章扫描的 PDF 和可编辑的电子版（Excel）", (True, False): "盖章扫描的 PDF",
+           (False, True): "可编辑的电子版（Excel）", (False, False): "报送材料"}
+
+
+def completeness(reports: Iterable[FileReport], linked: frozenset[str] = frozenset(), *,
+                 requires_pdf: bool = True, requires_editable: bool = True) -> Completeness:
     """`linked`: what large-attachment links in the body stand for ("pdf", "editable";
-    intake.links.LargeAttachment.covers): a part sent as a link is not missing."""
+    intake.links.LargeAttachment.covers): a part sent as a link is not missing. A part the
+    campaign does not require is never missing."""
     reports = list(reports)
     # A photo taken as the stamped copy stands in for the scan (parsers.photo); an OFD is one.
     has_pdf = any(r.kind in (FileKind.PDF, FileKind.OFD, FileKind.PHOTO) for r in reports)
     has_editable = any(r.kind.editable for r in reports)
     problems: list[Problem] = []
     if not reports and not linked:
-        problems.append(Problem(ProblemCode.NO_ATTACHMENTS, "邮件中没有附件：请附上盖章扫描的 PDF 和可编辑的电子版（Excel）。"))
+        problems.append(Problem(ProblemCode.NO_ATTACHMENTS,
+                                f"邮件中没有附件：请附上{_WANTED[requires_pdf, requires_editable]}。"))
     else:
-        if not has_pdf and "pdf" not in linked:
+        if requires_pdf and not has_pdf and "pdf" not in linked:
             problems.append(Problem(ProblemCode.MISSING_PDF, "缺少盖章后扫描的 PDF 文件。"))
-        if not has_editable and "editable" not in linked:
+        if requires_editable and not has_editable and "editable" not in linked:
             problems.append(Problem(ProblemCode.MISSING_EDITABLE, "缺少可编辑的电子版（Excel 或 Word 表格）。"))
-    return Completeness(has_pdf=has_pdf, has_editable=has_editable, problems=tuple(problems))
+    return Completeness(has_pdf, has_editable, tuple(problems), requires_pdf, requires_editable)
 
 
 def content_status(problems: Iterable[Problem], *, has_pdf: bool, has_editable: bool, attachments: int,

@@ -82,7 +82,7 @@ def run_demo(directory: Path, console: Console) -> None:
     config_path = directory / "intake.toml"
     config_path.write_text(tomli_w.dumps(demo_config(directory)), encoding="utf-8")
     settings = load_settings(config_path)
-    samples = demo_samples(settings.campaign.deadline, (settings.campaign.form1_title, settings.campaign.form2_title))
+    samples = demo_samples(settings.campaign)
     write_maildir(settings.resolve(settings.mailbox.maildir), samples)
     console.print(f"[bold]样例邮件 {len(samples)} 封[/bold]（{directory / 'maildir'}）：")
     for sample in samples:
@@ -91,7 +91,8 @@ def run_demo(directory: Path, console: Console) -> None:
         report = poll_once(app)
         console.print(f"\n{report.summary()}\n")
         with app.db.session() as session:
-            render_board(build_board(session, settings), console)
+            for campaign in settings.campaigns:  # the demo's one, or each configured
+                render_board(build_board(session, settings, campaign), console)
             digest = build_digest(session, settings, now=utcnow(), since=None)
         write_digest(digest, directory / "digest")
     outbox = settings.resolve(settings.smtp.outbox_dir)

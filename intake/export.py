@@ -1,22 +1,27 @@
-"""The export contract: one JSON document with every submission and every unit's state.
+"""The export contract: one JSON document per campaign with its submissions and every
+unit's state for it.
 
 Field names here are a promise to whoever reads the export; add fields, never rename.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from config.campaigns import CampaignSpec
 from config.settings import Settings
-from intake.board import board_as_dict, build_board
+from intake.board import belongs_to, board_as_dict, build_board
 from intake.decide import is_late
-from parsers.forms import FORM1, FORM2, FormSpec
-from storage.models import Form1Record, Form2Record, Message, Submission
+from parsers.forms import FormSpec
+from storage.models import FormRowRecord, Message, Submission
+
+# Form ids whose rows the export also gives under their names of before (`form1_rows`).
+LEGACY_FORMS = ("form1", "form2")
 
 
 def _number(value: Decimal | int | None) -> float | int | None:
@@ -25,26 +30,46 @@ def _number(value: Decimal | int | None) -> float | int | None:
     return value
 
 
-def _row(record: Form1Record | Form2Record, spec: FormSpec) -> dict[str, Any]:
+def _value(spec: FormSpec, field: str, stored: int | str | None) -> Any:
+    """A stored value as the export gives it: numbers as today (int, or float for a
+    decimal with a fraction), a date as its ISO text, text as text."""
+    value = spec.typed(field, stored)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return _number(value) if isinstance(value, Decimal | int) else value
+
+
+def _row(record: FormRowRecord, spec: FormSpec) -> dict[str, Any]:
     """A row's values; a number cell the unit filled with text carries that text, and
     `as_written` names such cells (so a reader can tell "约300" from 300)."""
     written = record.as_written or {}
-    values = {c.field: written.get(c.field, _number(getattr(record, c.field))) for c in spec.columns}
+    values = {c.field: written.get(c.field, _value(spec, c.field, record.values.get(c.field))) for c in spec.columns}
     return values | {"cell": record.cell, "as_written": sorted(written)}
 
 
-def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any]:
+def _forms(submission: Submission, campaign: CampaignSpec) -> dict[str, Any]:
+    """`forms: {form id: rows}`, plus `form1_rows` / `form2_rows` as before campaigns were
+    data when the campaign's forms carry those ids (the contract's older names)."""
+    forms = {spec.id: [_row(r, spec) for r in submission.rows_of(spec.id)] for spec in campaign.forms}
+    legacy = {f"{form_id}_rows": forms[form_id] for form_id in LEGACY_FORMS if form_id in forms}
+    return {"forms": forms, **legacy}
+
+
+def submission_dict(submission: Submission, campaign: CampaignSpec) -> dict[str, Any]:
     message: Message = submission.message
     return {
         "id": submission.id,
         "message_id": message.message_id,
+        "campaign": submission.campaign,
+        "routed_by": submission.routed_by,
+        "routing": submission.routing,
         "unit": submission.unit,
         "sender": message.from_address,
         "sender_name": message.from_name,
         "subject": message.subject,
         "received_at": message.arrived_at.isoformat(),
         # Against today's deadline (an extension shows at once); the reply sent keeps its kind.
-        "late": is_late(message.arrived_at, deadline),
+        "late": is_late(message.arrived_at, campaign.deadline),
         "status": submission.status.value,
         "content_status": submission.content_status.value,
         "reply": submission.reply.value,
@@ -66,8 +91,7 @@ def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any
             {"code": p.code, "severity": p.severity, "message": p.message, "file": p.file, "cell": p.cell}
             for p in submission.problems
         ],
-        "form1_rows": [_row(r, FORM1) for r in submission.form1_rows],
-        "form2_rows": [_row(r, FORM2) for r in submission.form2_rows],
+        **_forms(submission, campaign),
         "assigned_by": submission.assigned_by,
         "assigned_at": submission.assigned_at.isoformat() if submission.assigned_at else None,
         # How far the unit can be believed (intake.trust) and staff's word on a claim.
@@ -79,24 +103,33 @@ def submission_dict(submission: Submission, deadline: datetime) -> dict[str, Any
     }
 
 
-def export_document(session: Session, settings: Settings) -> dict[str, Any]:
+def export_document(session: Session, settings: Settings, campaign: CampaignSpec | None = None) -> dict[str, Any]:
+    """One campaign's export (default: settings.campaign): its submissions and unit states,
+    and the `other` mail (for no campaign) as a list of its own."""
+    campaign = campaign or settings.campaign
     submissions = session.scalars(
         select(Submission)
         .join(Submission.message)
-        .options(
-            selectinload(Submission.files),
-            selectinload(Submission.problems),
-            selectinload(Submission.form1_rows),
-            selectinload(Submission.form2_rows),
-        )
+        .where(belongs_to(campaign, settings))
+        .options(selectinload(Submission.files), selectinload(Submission.problems), selectinload(Submission.rows))
         .order_by(Message.arrived_at, Submission.id)
     ).all()
-    board = board_as_dict(build_board(session, settings))
+    board = build_board(session, settings, campaign)
+    data = board_as_dict(board)
     return {
-        "campaign": {"name": settings.campaign.name, "deadline": settings.campaign.deadline.isoformat()},
-        "submissions": [submission_dict(s, settings.campaign.deadline) for s in submissions],
+        "campaign": {"id": campaign.id, "name": campaign.name, "deadline": campaign.deadline.isoformat(),
+                     "closes_at": campaign.closes_at.isoformat() if campaign.closes_at else None},
+        "submissions": [submission_dict(s, campaign) for s in submissions],
         # Mail that could not be processed has no submission; it is listed, never left out.
-        "quarantined": board["quarantined"],
-        "units": board["units"],
-        "counts": board["counts"],
+        "quarantined": data["quarantined"],
+        "other": [
+            {"id": o.submission_id, "sender": o.sender, "subject": o.subject,
+             "received_at": o.arrived_at.isoformat(), "routing": o.routing}
+            for o in board.other if o.campaign is None
+        ],
+        "units": data["units"],
+        "counts": data["counts"],
     }
+
+
+export = export_document

@@ -41,7 +41,7 @@ def _ocr_one(app: App, submission_id: int) -> None:
         path = app.archive.path("files", digest)
         worker = app.ocr_worker if kind == FileKind.PDF.value else None
         reports.append(worker.parse_path(path, name, parent) if worker else app.parse_path(path, name, parent))
-    found = cross_check(reports)
+    found = cross_check(reports, app.settings.campaign_set.forms)
     with app.db.session() as session:
         submission = session.get(Submission, submission_id)
         known = {(p.code, p.message) for p in submission.problems}

@@ -13,7 +13,7 @@ import logging
 import traceback
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -23,6 +23,7 @@ from intake.archive import ArchiveError, sha256_hex
 from intake.authenticity import AuthVerdict, check_sender, sender_header_problem, sender_problem
 from intake.faults import checkpoint
 from intake.decide import Completeness, completeness, content_status, is_late, sheet_units
+from intake.routing import Route, Table, is_document, route
 from intake.links import CHINA, LargeAttachment, LinkFetchError, fetch_link
 from intake.mailread import FileRef, LinkRef, MailView
 from intake.mime import HEADER_BLOCK_LIMIT, header_block, parse_headers, safe_filename
@@ -32,11 +33,12 @@ from intake.unpack import ArchiveFile, MailBudget
 from notifications.loops import no_reply_reason
 from notifications.replies import queue_reply, reply_kind
 from parsers.crosscheck import cross_check, seal_verdict
-from parsers.model import FileKind, FileReport, Form1Row, Problem, ProblemCode
+from config.campaigns import CampaignSpec
+from config.settings import Settings
+from parsers.model import FileKind, FileReport, Problem, ProblemCode
 from storage.models import (
     Confirmation,
-    Form1Record,
-    Form2Record,
+    FormRowRecord,
     Message,
     MessageState,
     OutboxItem,
@@ -68,7 +70,9 @@ REVIEW_CODES = {
     ProblemCode.UNSUPPORTED_FILE,
     ProblemCode.FOUND_IN_SPAM,
     ProblemCode.LINK_PENDING,
+    ProblemCode.OTHER_CAMPAIGN_FORM,
 }
+STAFF_ROUTED = "staff"  # Submission.routed_by of a campaign staff chose: a reprocess keeps it
 # Our own disk or database failing (full, locked, gone) is not the message's fault: it is
 # never quarantined for that, but stays archived and the caller retries the poll later.
 STORAGE_ERRORS = (ArchiveError, OperationalError)
@@ -339,7 +343,7 @@ def _store(
             note_bounce(session, mail)
         submission = message.submission or Submission(message=message)
         _reset(submission)
-        late = is_late(arrived_at, settings.campaign.deadline)
+        late = False
         spam = _in_extra_folder(message, settings)
         if spam and not _registered_sender(app, mail, verdict):
             # Spam folders hold mostly spam: a stranger's mail there is kept, never answered.
@@ -351,15 +355,22 @@ def _store(
             _fill(submission, status=status, late=late, reply=ReplyKind.NONE, suppressed=reason)
             session.add(submission)
             settle_current(session, submission)
+        elif (routed := _route(settings, submission, mail, reports, arrived_at)).campaign is None:
+            _store_other(app, session, submission, mail, verdict, reports, routed, reason)
         else:
+            campaign = routed.campaign
+            late = is_late(arrived_at, campaign.deadline)
+            reports, foreign = _of_campaign(reports, campaign)
             linked = frozenset().union(*(LargeAttachment(**vars(link)).covers for link in mail.links))
-            done = completeness(reports, linked)
+            done = completeness(reports, linked, requires_pdf=campaign.requires_pdf,
+                                requires_editable=campaign.requires_editable)
             written_units = sheet_units(reports)
             match = app.registry.match(
                 sender=mail.from_address, sheet_units=written_units, subject=mail.subject, body=mail.body_text
             )
-            problems = [*unpack_problems, *(p for r in reports for p in r.problems), *cross_check(reports)]
-            problems += [*done.problems, *match.problems, *pending_links(mail.links, done)]
+            problems = [*unpack_problems, *(p for r in reports for p in r.problems),
+                        *cross_check(reports, settings.campaign_set.forms)]
+            problems += [*done.problems, *match.problems, *pending_links(mail.links, done), *foreign]
             if settings.authenticity.require and (unverified := sender_problem(verdict, mail.from_address)):
                 problems.append(unverified)
             if ambiguous := sender_header_problem(mail):
@@ -367,10 +378,13 @@ def _store(
             if spam:
                 problems.append(Problem(ProblemCode.FOUND_IN_SPAM, f"该邮件在垃圾邮件文件夹（{message.folder}）中找到，已按正常报送处理；"
                                                                    "请在邮箱中把该单位的地址加入白名单。"))
-            status = content_status(problems, has_pdf=done.has_pdf, has_editable=done.has_editable, attachments=len(reports),
-                                    linked=linked)
-            reply = ReplyKind.NONE if reason else reply_kind(status, late)
+            status = content_status(problems, has_pdf=done.pdf_ok, has_editable=done.editable_ok,
+                                    attachments=len(reports), linked=linked)
+            # A closed campaign's mail is marked CLOSED even when it is not answered (automatic
+            # mail): intake.tracking holds it back from the unit's record until staff accept it.
+            reply = ReplyKind.CLOSED if routed.closed else ReplyKind.NONE if reason else reply_kind(status, late)
             _fill(submission, status=status, late=late, reply=reply, suppressed=reason)
+            _routed(submission, routed)
             if not submission.assigned_by:  # a unit staff named stays named
                 submission.unit = match.unit.name if match.unit else None
                 submission.unit_source = match.source if match.unit else None
@@ -385,10 +399,11 @@ def _store(
             submission.ocr_pending = settings.parsing.ocr and any(
                 r.pdf is not None and not r.pdf.has_text for r in reports
             )
-            _attach(submission, reports, problems, mail.archives)
+            _attach(submission, reports, problems, mail.archives, campaign)
             _attach_links(submission, mail.links)
             submission.needs_review = (
                 late
+                or routed.closed
                 or awaits_staff(submission)
                 or reason is not None
                 or status is SubmissionStatus.INVALID
@@ -398,20 +413,94 @@ def _store(
             session.add(submission)
             session.flush()
             replaced = settle_current(session, submission)
-            if reply is not ReplyKind.NONE:
+            if reply is not ReplyKind.NONE and reason is None:
                 queue_reply(session, submission, original=mail, settings=settings, replaces=replaced)
         message.state = MessageState.PROCESSED
         message.processed_at = utcnow()
         message.error = None
         session.flush()
         log.info(
-            "mail #%s uid=%s from=%s unit=%s trust=%s verdict=%s%s reply=%s%s",
+            "mail #%s uid=%s from=%s campaign=%s unit=%s trust=%s verdict=%s%s reply=%s%s",
             message.id, message.uid if message.uid is not None else message.source_key, message.from_address,
-            submission.unit, submission.trust.value if submission.trust else "-", submission.status.value,
+            submission.campaign or "-", submission.unit, submission.trust.value if submission.trust else "-", submission.status.value,
             " (late)" if submission.late else "", submission.reply.value,
             f" ({submission.reply_suppressed})" if submission.reply_suppressed else "",
         )
         return _outcome(message)
+
+
+def _route(settings: Settings, submission: Submission, mail: MailView, reports: list[FileReport],
+           arrived_at: dt.datetime) -> Route:
+    """The mail's campaign (intake.routing), judged at its arrival; a campaign staff
+    chose stands while it is configured."""
+    campaigns = settings.campaign_set
+    if submission.routed_by == STAFF_ROUTED and (chosen := campaigns.get(submission.campaign)) is not None:
+        closed = not chosen.is_open(arrived_at)
+        return Route(chosen, STAFF_ROUTED, submission.routing or "工作人员归入", closed)
+    names = [r.name for r in reports] + [a.name for a in mail.archives]
+    return route(
+        tables=[Table(t.form, len(t.rows)) for r in reports for t in r.forms],
+        pdf_forms=[key for r in reports if r.pdf is not None for key in r.pdf.forms],
+        subject=mail.subject or "",
+        file_names=names,
+        documents=any(r.kind.editable or r.kind in (FileKind.PDF, FileKind.OFD) or is_document(r.name) for r in reports),
+        campaigns=campaigns,
+        now=arrived_at,
+    )
+
+
+def _routed(submission: Submission, routed: Route) -> None:
+    submission.campaign = routed.campaign.id if routed.campaign else None
+    submission.routed_by = routed.routed_by
+    submission.routing = routed.reason
+
+
+def _of_campaign(reports: list[FileReport], campaign: CampaignSpec) -> tuple[list[FileReport], list[Problem]]:
+    """The reports with only this campaign's tables, and a warning per table of another
+    campaign's form (kept out of the rows; the file's own problems with it)."""
+    keys = {f.key for f in campaign.forms}
+    kept, warnings = [], []
+    for report in reports:
+        foreign = [t for t in report.forms if t.form not in keys]
+        if not foreign:
+            kept.append(report)
+            continue
+        ours = [t for t in report.forms if t.form in keys]
+        # A file holding only another campaign's tables: its cell problems are about that campaign.
+        problems = report.problems if ours else [p for p in report.problems if p.cell is None]
+        kept.append(replace(report, forms=ours, problems=problems))
+        for table in foreign:
+            warnings.append(Problem(ProblemCode.OTHER_CAMPAIGN_FORM,
+                                    f"《{report.name}》中的表格（{table.location}）属于另一项征集，未计入本次报送。",
+                                    report.name))
+    return kept, warnings
+
+
+def _store_other(app: App, session, submission: Submission, mail: MailView,  # noqa: ANN001 - Session
+                 verdict: AuthVerdict, reports: list[FileReport], routed: Route, reason: str | None) -> None:
+    """Mail routed to no campaign: recorded as `other` for staff (其他来信), never a
+    record and never a campaign reply; a registered unit may get a plain acknowledgement."""
+    match = app.registry.match(sender=mail.from_address, sheet_units=[], subject=mail.subject, body=mail.body_text)
+    acknowledge = (app.settings.other_mail.acknowledge and reason is None
+                   and _registered_sender(app, mail, verdict))
+    _fill(submission, status=SubmissionStatus.OTHER, late=False,
+          reply=ReplyKind.OTHER if acknowledge else ReplyKind.NONE, suppressed=reason)
+    _routed(submission, routed)
+    if not submission.assigned_by:
+        submission.unit = match.unit.name if match.unit else None
+        submission.unit_source = match.source if match.unit else None
+    submission.trust = trust_level(unit_source=submission.unit_source, auth=verdict.as_dict())
+    submission.confirmation = None
+    submission.sheet_unit = None
+    submission.has_pdf = any(r.kind in (FileKind.PDF, FileKind.OFD, FileKind.PHOTO) for r in reports)
+    submission.has_editable = any(r.kind.editable for r in reports)
+    submission.seal, submission.ocr_pending, submission.needs_review = None, False, False
+    _attach(submission, reports, [], mail.archives, None)
+    _attach_links(submission, mail.links)
+    session.add(submission)
+    settle_current(session, submission)
+    if acknowledge:
+        queue_reply(session, submission, original=mail, settings=app.settings)
 
 
 def same_mail_delivered_before(session, message: Message, reports: list[FileReport],  # noqa: ANN001
@@ -501,9 +590,10 @@ def _reset(submission: Submission) -> None:
     """Reprocessing replaces what a submission holds but keeps its id (replies point at it)."""
     submission.files.clear()
     submission.problems.clear()
-    submission.form1_rows.clear()
-    submission.form2_rows.clear()
+    submission.rows.clear()
     submission.superseded_by_id = None
+    if submission.routed_by != STAFF_ROUTED:  # staff's choice of campaign survives a reprocess
+        submission.campaign = submission.routed_by = submission.routing = None
 
 
 def _fill(submission: Submission, *, status: SubmissionStatus, late: bool, reply: ReplyKind, suppressed: str | None) -> None:
@@ -532,7 +622,7 @@ def link_digest(link: LinkRef) -> str:
 
 
 def _attach(submission: Submission, reports: list[FileReport], problems: list[Problem],
-            archives: tuple[ArchiveFile, ...] = ()) -> None:
+            archives: tuple[ArchiveFile, ...] = (), campaign: CampaignSpec | None = None) -> None:
     for archive in archives:  # listed whatever became of their members (refused ones too)
         submission.files.append(StoredFile(name=archive.name, kind=archive.kind, sha256=archive.digest,
                                            size=archive.size, parent=archive.parent))
@@ -561,16 +651,19 @@ def _attach(submission: Submission, reports: list[FileReport], problems: list[Pr
                 cell=problem.cell,
             )
         )
-    ordinal = {1: 0, 2: 0}
+    if campaign is None:
+        return
+    forms = {f.key: f.id for f in campaign.forms}
+    ordinal = dict.fromkeys(forms.values(), 0)
     for report in reports:
-        for form in report.forms:
-            for row in form.rows:
-                ordinal[form.form] += 1
-                fields = dict(vars(row))
-                if isinstance(row, Form1Row):
-                    submission.form1_rows.append(Form1Record(ordinal=ordinal[1], **fields))
-                else:
-                    submission.form2_rows.append(Form2Record(ordinal=ordinal[2], **fields))
+        for table in report.forms:
+            if table.form not in forms:
+                continue  # another campaign's form (a warning already says so)
+            form_id = forms[table.form]
+            for row in table.rows:
+                ordinal[form_id] += 1
+                submission.rows.append(FormRowRecord(form=form_id, ordinal=ordinal[form_id], cell=row.cell,
+                                                     values=dict(row.values), as_written=row.as_written or None))
 
 
 def _outcome(message: Message) -> Outcome:

@@ -13,7 +13,7 @@ from intake.pipeline import Outcome, process_messages
 from intake.poller import PollReport, one_poll_at_a_time, poll_imap, poll_maildir
 from notifications.digest import Digest
 from notifications.outbox import Outbox, OutboxHealth, outbox_health
-from storage.models import Message, MessageState, utcnow
+from storage.models import Message, MessageState, Submission, utcnow
 
 
 def poll_once(app: App) -> PollReport:
@@ -30,13 +30,16 @@ def poll_once(app: App) -> PollReport:
 
 
 @one_poll_at_a_time
-def reprocess_messages(app: App, message_ids: list[int] | None = None) -> list[Outcome]:
+def reprocess_messages(app: App, message_ids: list[int] | None = None, *, campaign: str | None = None) -> list[Outcome]:
     """Parse again from the archive; the mailbox is not touched and no reply is sent twice
-    (a reply's dedupe key is its message)."""
+    (a reply's dedupe key is its message). `campaign`: only mail routed to it (it may
+    route elsewhere this time)."""
     with app.db.session() as session:
         query = select(Message.id).where(Message.state != MessageState.DUPLICATE).order_by(Message.arrived_at, Message.id)
         if message_ids:
             query = query.where(Message.id.in_(message_ids))
+        if campaign is not None:
+            query = query.join(Submission, Submission.message_pk == Message.id).where(Submission.campaign == campaign)
         ids = session.scalars(query).all()
     return process_messages(app, list(ids), force=True)
 

@@ -23,7 +23,9 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment
 from PIL import Image, ImageDraw
 
-from parsers.forms import FORM1, FORM2, FormSpec
+from config.campaigns import CampaignSpec
+from parsers.forms import Column, FormSpec, Op, ValueType, plain, typed
+from parsers.labels import short_label
 
 CST = dt.timezone(dt.timedelta(hours=8))
 INBOX = "szscbhb@163.com"
@@ -38,46 +40,115 @@ class Sample:
     arrived_at: dt.datetime
 
 
-FORM1_ROWS = [
-    ("济南轨道交通建设劳动竞赛", "济南轨道交通6号线工程", 12, 8, 3500, 2100, Decimal("45.6")),
-    ("黄河大桥建设劳动竞赛", "济南黄河凤凰大桥配套工程", 6, 3, 1200, 600, Decimal("12.3")),
-]
-FORM2_ROWS = [
-    ("1", "全市焊工职业技能竞赛", "济南市总工会", "济南市技师学院", "焊工", 300, 30, "2024年10月，济南市技师学院"),
-    ("2", "数控车工技能大赛", "济南市总工会", "济南二机床集团", "数控车工", 200, 20, "2024年9月，济南二机床集团"),
-]
+Rows = list[dict[str, object]]
+# Made-up values for a column with no `samples`, by type (cycled like samples).
+_MADE_UP = {ValueType.TEXT: ("示例一", "示例二", "示例三"), ValueType.INT: ("10", "20", "30"),
+            ValueType.DECIMAL: ("1.5", "2.25", "3"), ValueType.DATE: ("2024-01-15", "2024-02-01", "2023-12-31")}
 
 
-def form_workbook(spec: FormSpec, title: str, unit: str, rows: list[tuple], *, note: bool = True) -> bytes:
-    """A unit's form in the notice's layout: title, 汇总单位/填写日期 line, header, rows, 合计."""
+def sample_rows(spec: FormSpec, n: int = 2) -> Rows:
+    """`n` rows of the form from its columns' `samples` (cycled), in plain values
+    (parsers.forms.plain): what reading the written file gives back."""
+    return [{c.field: plain(c.type, typed(c.type, _cycle(c.samples or _MADE_UP[c.type], i))) for c in spec.columns}
+            for i in range(n)]
+
+
+def _cycle(values: tuple[str, ...], i: int) -> str:
+    return values[i % len(values)]
+
+
+def broken_row(spec: FormSpec) -> tuple[dict[str, object], str]:
+    """A sample row with the form's first row rule broken and a count written as text
+    (“约300”), and what is wrong with it in words for the demo's list."""
+    row, wrong = sample_rows(spec, 1)[0], []
+    fields: tuple[str, ...] = ()
+    if spec.rules:
+        left, op, right = fields = spec.rules[0].parts
+        row[left] = plain(spec.column(left).type, _breaking(op, spec.typed(right, row[right])))
+        wrong.append(f"{short_label(spec.column(left))}{op.broken}{short_label(spec.column(right))}")
+    vague = next((c for c in spec.columns if c.type.numeric and c.field not in fields), None)
+    if vague is not None:
+        row[vague.field] = "约300"
+        wrong.append(f"{short_label(vague)}写“约300”")
+    return row, "、".join(wrong)
+
+
+def _breaking(op: Op, right: object) -> object:
+    step = dt.timedelta(days=1) if isinstance(right, dt.date) else 1
+    return right - step if op in (Op.GE, Op.GT) else right + step  # type: ignore[operator]
+
+
+def _cell(column: Column, value: object) -> object:
+    """A value as a unit's Excel holds it: numbers as numbers, dates as dates, text as text
+    (a count written “约300” stays text)."""
+    if value is None or isinstance(value, str) and column.type is ValueType.TEXT:
+        return value
+    found = typed(column.type, value)
+    return float(found) if isinstance(found, Decimal) else found
+
+
+def _wrapped(label: str) -> str:
+    # Real templates wrap long labels by hand inside the cell; the reader must cope.
+    return label[:3] + "\n" + label[3:] if len(label) >= 6 and "(" not in label[:4] and "（" not in label[:4] else label
+
+
+def _as_dicts(spec: FormSpec, rows: Rows | list[tuple] | None) -> Rows:
+    if rows is None:
+        return sample_rows(spec)
+    return [r if isinstance(r, dict) else dict(zip((c.field for c in spec.columns), r, strict=True)) for r in rows]
+
+
+def form_workbook(spec: FormSpec, title: str, unit: str, rows: Rows | list[tuple] | None = None, *,
+                  note: bool = True, sheet_name: str | None = None) -> bytes:
+    """A unit's form in the notice's layout: title, unit/date line, header, rows, 合计 (for
+    a form with totals). `rows`: dicts field → value (a tuple is the values in column order);
+    None: `sample_rows(spec)`."""
+    rows = _as_dicts(spec, rows)
     book = Workbook()
     sheet = book.active
-    sheet.title = "附件1" if spec.number == 1 else "附件2"
+    sheet.title = sheet_name or _sheet_name(spec)
     width = len(spec.columns)
     sheet.cell(1, 1, title)
     sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
-    sheet.cell(2, 1, f"汇总单位（公章）：{unit}")
-    sheet.cell(2, width - 1, "填写日期：2024年2月20日")
+    sheet.cell(2, 1, f"{spec.unit_label}（公章）：{unit}")
+    date_line = f"{spec.date_label}：2024年2月20日"
+    if width >= 2:
+        sheet.cell(2, max(2, width - 1), date_line)
+    else:
+        sheet.cell(2, 1, f"{spec.unit_label}（公章）：{unit}    {date_line}")
     for col, column in enumerate(spec.columns, start=1):
-        # Real templates wrap long labels by hand; the reader must cope.
-        label = column.label.replace("初赛", "初\n赛").replace("决赛人数", "决\n赛人数")
-        sheet.cell(3, col, label).alignment = Alignment(wrap_text=True)
+        sheet.cell(3, col, _wrapped(column.label)).alignment = Alignment(wrap_text=True)
     for r, row in enumerate(rows, start=4):
-        for c, value in enumerate(row, start=1):
-            sheet.cell(r, c, float(value) if isinstance(value, Decimal) else value)
-    total_row = 4 + len(rows)
-    sheet.cell(total_row, 1, "合计")
-    for c, column in enumerate(spec.columns, start=1):
-        if column.type.value != "text":
-            values = [row[c - 1] for row in rows]
-            if all(isinstance(v, (int, Decimal)) for v in values):
-                total = sum(values)
-                sheet.cell(total_row, c, float(total) if isinstance(total, Decimal) else total)
+        for c, column in enumerate(spec.columns, start=1):
+            sheet.cell(r, c, _cell(column, row.get(column.field)))
+    end = 4 + len(rows)
+    if spec.total_fields:
+        _total_row(sheet, spec, rows, end)
+        end += 1
     if note:
-        sheet.cell(total_row + 2, 1, "注：本表由各单位汇总后盖章报送。")
+        sheet.cell(end + 1, 1, "注：本表由各单位汇总后盖章报送。")
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _sheet_name(spec: FormSpec) -> str:
+    """附件1 for form1 (the notice's attachments are numbered as its forms), else the short title."""
+    digits = spec.id.lstrip("abcdefghijklmnopqrstuvwxyz_")
+    return f"附件{digits}" if digits.isdigit() else spec.short_title[:31]
+
+
+def _total_row(sheet, spec: FormSpec, rows: Rows, at: int) -> None:  # noqa: ANN001 - an openpyxl sheet
+    # The label goes in the first column that holds no figure of the 合计 row.
+    label_at = next((i for i, c in enumerate(spec.columns, start=1) if c.field not in spec.total_fields), 1)
+    sheet.cell(at, label_at, spec.total_label)
+    for c, column in enumerate(spec.columns, start=1):
+        if column.field not in spec.total_fields:
+            continue
+        values = [typed(column.type, row.get(column.field)) for row in rows]
+        if all(isinstance(v, (int, Decimal)) for v in values):
+            total = sum(values)
+            sheet.cell(at, c, float(total) if isinstance(total, Decimal) else total)
 
 
 def scanned_pdf(*, seal: bool = True, dpi: int = 150) -> bytes:
@@ -133,19 +204,21 @@ def _star_points() -> list[tuple[float, float]]:
     return [(-90 + i * 36, 1.0 if i % 2 == 0 else 0.4) for i in range(10)]
 
 
-def word_table(spec: FormSpec, title: str, unit: str, rows: list[tuple]) -> bytes:
+def word_table(spec: FormSpec, title: str, unit: str, rows: Rows | list[tuple] | None = None) -> bytes:
+    """The form as a Word table (no 合计 row, as units usually send it); rows as in form_workbook."""
     from docx import Document
 
     document = Document()
     document.add_paragraph(title)
-    document.add_paragraph(f"汇总单位（公章）：{unit}        填写日期：2024年2月21日")
+    document.add_paragraph(f"{spec.unit_label}（公章）：{unit}        {spec.date_label}：2024年2月21日")
     table = document.add_table(rows=1, cols=len(spec.columns))
     for cell, column in zip(table.rows[0].cells, spec.columns, strict=True):
         cell.text = column.label
-    for row in rows:
+    for row in _as_dicts(spec, rows):
         cells = table.add_row().cells
-        for cell, value in zip(cells, row, strict=True):
-            cell.text = str(value)
+        for cell, column in zip(cells, spec.columns, strict=True):
+            value = row.get(column.field)
+            cell.text = "" if value is None else str(value)
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
@@ -255,9 +328,13 @@ def forwarded(inner: bytes, *, sender: tuple[str, str], subject: str, date: dt.d
     return outer.as_bytes()
 
 
-def demo_samples(deadline: dt.datetime, titles: tuple[str, str]) -> list[Sample]:
-    """The demo's mailbox, arranged around the campaign deadline."""
-    t1, t2 = titles
+def demo_samples(campaign: CampaignSpec) -> list[Sample]:
+    """The demo's mailbox, arranged around the campaign's deadline: its first form is 附件1,
+    its second (else the first again) 附件2."""
+    deadline = campaign.deadline
+    form1, form2 = campaign.forms[0], campaign.forms[min(1, len(campaign.forms) - 1)]
+    t1, t2 = form1.title, form2.title
+    rows1, rows2 = sample_rows(form1), sample_rows(form2)
     before = lambda hours: deadline - dt.timedelta(hours=hours)  # noqa: E731 - reads well here
     pdf, bare_pdf = scanned_pdf(seal=True), scanned_pdf(seal=False)
     samples: list[Sample] = []
@@ -268,52 +345,53 @@ def demo_samples(deadline: dt.datetime, titles: tuple[str, str]) -> list[Sample]
     jinan = ("济南市总工会", "jinan@example.cn")
     add("济南：Foxmail 发送，两张表 + 盖章 PDF，按时", mime_message(
         sender=jinan, subject="济南市总工会劳动竞赛项目申报", body="您好，附件为我单位汇总表，请查收。\n济南市总工会",
-        attachments=[("附件1-竞赛项目汇总表（重点工程类）.xlsx", form_workbook(FORM1, t1, "济南市总工会", FORM1_ROWS)),
-                     ("附件2-竞赛项目汇总表（技术技能类）.xlsx", form_workbook(FORM2, t2, "济南市总工会", FORM2_ROWS)),
+        attachments=[("附件1-竞赛项目汇总表（重点工程类）.xlsx", form_workbook(form1, t1, "济南市总工会", rows1)),
+                     ("附件2-竞赛项目汇总表（技术技能类）.xlsx", form_workbook(form2, t2, "济南市总工会", rows2)),
                      ("济南市总工会盖章版.pdf", pdf)],
         style="rfc2047", date=before(72)), before(72))
     qingdao = ("青岛市总工会", "qingdao@example.cn")
     add("青岛：Outlook 发送 zip（GBK 文件名）", mime_message(
         sender=qingdao, subject="青岛市报送材料", body="请查收。",
         attachments=[("青岛市总工会报送材料.zip", gbk_zip({
-            "青岛/附件1重点工程类.xlsx": form_workbook(FORM1, t1, "青岛市总工会", FORM1_ROWS[:1]),
+            "青岛/附件1重点工程类.xlsx": form_workbook(form1, t1, "青岛市总工会", rows1[:1]),
             "青岛/盖章扫描件.pdf": pdf}))],
         style="rfc2231", date=before(50)), before(50))
     add("淄博：只有 Excel，缺盖章 PDF", mime_message(
         sender=("淄博市总工会", "zibo@example.cn"), subject="淄博市总工会竞赛项目", body="附件请查收",
-        attachments=[("淄博市汇总表.xlsx", form_workbook(FORM2, t2, "淄博市总工会", FORM2_ROWS))],
+        attachments=[("淄博市汇总表.xlsx", form_workbook(form2, t2, "淄博市总工会", rows2))],
         style="gbk8bit", date=before(30)), before(30))
-    bad_rows = [("港口建设劳动竞赛", "枣庄港扩建工程", 5, 9, "约300", 100, Decimal("3.2"))]
-    add("枣庄：表内有错（非公企业数大于企业数、人数写“约300”）", mime_message(
+    bad_row, wrong = broken_row(form1)
+    bad_rows = [bad_row]
+    add(f"枣庄：表内有错（{wrong}）", mime_message(
         sender=("枣庄市总工会", "zaozhuang@example.cn"), subject="枣庄市申报表", body="请审阅",
-        attachments=[("枣庄市附件1.xlsx", form_workbook(FORM1, t1, "枣庄市总工会", bad_rows)), ("枣庄盖章.pdf", pdf)],
+        attachments=[("枣庄市附件1.xlsx", form_workbook(form1, t1, "枣庄市总工会", bad_rows)), ("枣庄盖章.pdf", pdf)],
         date=before(20)), before(20))
     late = deadline + dt.timedelta(seconds=1)
     add("烟台：17:00:01 到达，逾期", mime_message(
         sender=("烟台市总工会", "yantai@example.cn"), subject="烟台市竞赛项目汇总表", body="抱歉晚了",
-        attachments=[("烟台市附件2.xlsx", form_workbook(FORM2, t2, "烟台市总工会", FORM2_ROWS[:1])), ("烟台盖章.pdf", pdf)],
+        attachments=[("烟台市附件2.xlsx", form_workbook(form2, t2, "烟台市总工会", rows2[:1])), ("烟台盖章.pdf", pdf)],
         date=late), late)
     add("潍坊：用个人邮箱发送，靠表内汇总单位认出", mime_message(
         sender=("王科长", "wang.kz@example.net"), subject="竞赛项目申报", body="潍坊市总工会 王科长",
-        attachments=[("潍坊市附件1.xlsx", form_workbook(FORM1, t1, "潍坊市总工会", FORM1_ROWS[1:])), ("潍坊盖章.pdf", pdf)],
+        attachments=[("潍坊市附件1.xlsx", form_workbook(form1, t1, "潍坊市总工会", rows1[1:])), ("潍坊盖章.pdf", pdf)],
         date=before(10)), before(10))
     add("东营：自动回复（不应回信）", mime_message(
         sender=("东营市总工会", "dongying@example.cn"), subject="自动回复：竞赛项目征集", body="我现在不在办公室。",
         attachments=[], date=before(9), extra_headers={"Auto-Submitted": "auto-replied", "X-Autoreply": "yes"}), before(9))
     add("济南：重新报送，替代之前的材料", mime_message(
         sender=jinan, subject="更正：济南市总工会劳动竞赛项目申报", body="更正后的材料，以此为准。",
-        attachments=[("附件1-竞赛项目汇总表（重点工程类）更正.xlsx", form_workbook(FORM1, t1, "济南市总工会", FORM1_ROWS)),
-                     ("附件2-竞赛项目汇总表（技术技能类）.xlsx", form_workbook(FORM2, t2, "济南市总工会", FORM2_ROWS)),
+        attachments=[("附件1-竞赛项目汇总表（重点工程类）更正.xlsx", form_workbook(form1, t1, "济南市总工会", rows1)),
+                     ("附件2-竞赛项目汇总表（技术技能类）.xlsx", form_workbook(form2, t2, "济南市总工会", rows2)),
                      ("济南市总工会盖章版.pdf", pdf)],
         style="rfc2047", date=before(5)), before(5))
     inner = mime_message(
         sender=("省直机关工会", "szjg@example.cn"), subject="省直机关工会竞赛项目", body="请查收",
-        attachments=[("省直机关附件2.docx", word_table(FORM2, t2, "山东省直机关工会", FORM2_ROWS[:1])), ("省直机关盖章.pdf", pdf)],
+        attachments=[("省直机关附件2.docx", word_table(form2, t2, "山东省直机关工会", rows2[:1])), ("省直机关盖章.pdf", pdf)],
         date=before(4))
     add("省直机关：转发的邮件，Word 表格", forwarded(
         inner, sender=("省直机关工会", "szjg@example.cn"), subject="转发：省直机关工会竞赛项目", date=before(3)), before(3))
     add("泰安：彩色扫描件上没有公章", mime_message(
         sender=("泰安市总工会", "taian@example.cn"), subject="泰安市汇总表", body="请查收",
-        attachments=[("泰安附件1.xlsx", form_workbook(FORM1, t1, "泰安市总工会", FORM1_ROWS[:1])), ("泰安扫描.pdf", bare_pdf)],
+        attachments=[("泰安附件1.xlsx", form_workbook(form1, t1, "泰安市总工会", rows1[:1])), ("泰安扫描.pdf", bare_pdf)],
         date=before(2)), before(2))
     return samples

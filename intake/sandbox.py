@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import importlib
 import json
 import logging
@@ -39,6 +40,7 @@ from config.settings import LimitsSettings, ParsingSettings
 from intake.archive import Archive, ArchiveError, sha256_hex
 from intake.mailread import MailContent, content_from_json, content_to_json, read_mail
 from parsers.filetypes import detect_kind
+from parsers.forms import FormSet
 from parsers.model import FileReport, Problem, ProblemCode, report_from_json, report_to_json
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ REPORT, FAILURE = b"R", b"F"
 # later, like any ArchiveError); "unarchived", the mail is missing or corrupt there.
 FAILURE_REASON = re.compile(r"memory|storage|unarchived|error:[A-Za-z_][A-Za-z0-9_]{0,60}")
 MAIL = "mail"  # the request kind for a whole mail; anything else is one file
+FORM_SETS_KEPT = 4  # FormSets a worker keeps built (one per configuration it has seen)
 _Reply = TypeVar("_Reply")
 
 
@@ -99,7 +102,8 @@ def _serve(conn: Connection, memory_bytes: int, idle_poll_seconds: float = 1.0) 
                 reply = REPORT + content_to_json(_read_archived_mail(header, limits))
             else:
                 data = data if data is not None else Path(header["path"]).read_bytes()
-                report = parse_file(data, header["name"], limits=limits, parsing=parsing, parent=header["parent"])
+                report = parse_file(data, header["name"], limits=limits, parsing=parsing,
+                                    forms=_form_set(header["forms"]), parent=header["parent"])
                 reply = REPORT + report_to_json(report)
         except ArchiveError:
             reply = FAILURE + b"storage"
@@ -111,6 +115,21 @@ def _serve(conn: Connection, memory_bytes: int, idle_poll_seconds: float = 1.0) 
             reply = FAILURE + f"error:{type(err).__name__}".encode()
         del data
         conn.send_bytes(reply)
+
+
+_FORM_SETS: dict[str, FormSet] = {}
+
+
+def _form_set(text: str) -> FormSet:
+    """The FormSet a request's JSON describes, built once per distinct JSON: the same set
+    comes with every file, and the recognisers' caches are keyed by the FormSet itself."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    found = _FORM_SETS.get(digest)
+    if found is None:
+        if len(_FORM_SETS) >= FORM_SETS_KEPT:
+            _FORM_SETS.clear()
+        found = _FORM_SETS[digest] = FormSet.from_json(json.loads(text))
+    return found
 
 
 class _Unarchived(Exception):
@@ -127,13 +146,17 @@ def _read_archived_mail(header: dict, limits: LimitsSettings) -> MailContent:
 
 
 class ParseWorker:
-    def __init__(self, limits: LimitsSettings, parsing: ParsingSettings, memory_mb: int = 3072,
+    def __init__(self, limits: LimitsSettings, parsing: ParsingSettings, forms: FormSet, memory_mb: int = 3072,
                  idle_poll_seconds: float = 1.0) -> None:
+        """`forms`: every form in play (config.campaigns.Campaigns.forms), sent as JSON text
+        with each request; the worker builds it once per distinct text."""
         self.limits = limits
         self.parsing = parsing
+        self.forms = forms
         self.memory_bytes = memory_mb * 1024 * 1024
         self.idle_poll_seconds = idle_poll_seconds
-        self._settings = {"limits": limits.model_dump(mode="json"), "parsing": parsing.model_dump(mode="json")}
+        self._settings = {"limits": limits.model_dump(mode="json"), "parsing": parsing.model_dump(mode="json"),
+                          "forms": json.dumps(forms.to_json(), ensure_ascii=False, sort_keys=True)}
         self._process: mp.process.BaseProcess | None = None
         self._served = 0
         self._conn: Connection | None = None

@@ -1,4 +1,6 @@
-"""One current submission per unit: the newest trusted one by arrival; older ones stay, superseded.
+"""One current submission per unit and campaign: the newest trusted one by arrival; older
+ones stay, superseded. A unit's mail to one campaign never touches its record in another,
+and `other` mail (routed to no campaign) is never anyone's record.
 
 A new arrival is linked between its two neighbours by arrival time (two indexed lookups),
 so the cost does not grow with the unit's history; the result does not depend on the
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from intake.registry import UnitRegistry
 from intake.trust import TRUSTED, awaits_staff, is_trusted
-from storage.models import Confirmation, LateDecision, Message, Submission, SubmissionStatus, Trust
+from storage.models import Confirmation, LateDecision, Message, ReplyKind, Submission, SubmissionStatus, Trust
 
 STAFF_SOURCE = "staff"
 
@@ -38,41 +40,55 @@ NOT_CURRENT = (
     SubmissionStatus.UNMATCHED,
     SubmissionStatus.HELD,
     SubmissionStatus.REJECTED,
+    SubmissionStatus.OTHER,
 )
 
 
+def _closed_unaccepted(submission: Submission) -> bool:
+    """Mail for a campaign past its closes_at (the 已截止 reply) waits for staff to accept it."""
+    return submission.reply == ReplyKind.CLOSED and submission.late_decision is not LateDecision.ACCEPTED
+
+
 def _counts(submission: Submission) -> bool:
-    # Ignored mail (auto-replies, spam), claims staff rejected and late mail staff did
-    # not accept never become current and never supersede.
+    # Ignored and other mail, claims staff rejected, late mail staff did not accept and a
+    # closed campaign's mail staff have not accepted never become current, never supersede.
     return (
-        submission.content_status is not SubmissionStatus.IGNORED
+        submission.content_status not in (SubmissionStatus.IGNORED, SubmissionStatus.OTHER)
         and submission.confirmation is not Confirmation.REJECTED
         and submission.late_decision is not LateDecision.REJECTED
+        and not _closed_unaccepted(submission)
     )
 
 
 def _visible_status(submission: Submission) -> SubmissionStatus:
-    if submission.content_status is SubmissionStatus.IGNORED:
-        return SubmissionStatus.IGNORED
+    if submission.content_status in (SubmissionStatus.IGNORED, SubmissionStatus.OTHER):
+        return submission.content_status
     if submission.confirmation is Confirmation.REJECTED or submission.late_decision is LateDecision.REJECTED:
         return SubmissionStatus.REJECTED
     if submission.unit is None:
         return SubmissionStatus.UNMATCHED
+    if _closed_unaccepted(submission):
+        return SubmissionStatus.HELD  # waits for staff, like a claim
     return submission.content_status
 
 
-def _history(session: Session, unit: str) -> list[Submission]:
-    """The unit's counted submissions, oldest first (arrival time, then id for equal times)."""
+def _of_campaign(campaign: str | None) -> ColumnElement[bool]:
+    return Submission.campaign.is_(None) if campaign is None else Submission.campaign == campaign
+
+
+def _history(session: Session, unit: str, campaign: str | None) -> list[Submission]:
+    """The unit's counted submissions to one campaign, oldest first (arrival time, then id)."""
     rows = session.scalars(
-        select(Submission).join(Submission.message).where(Submission.unit == unit).order_by(Message.arrived_at, Submission.id)
+        select(Submission).join(Submission.message).where(Submission.unit == unit, _of_campaign(campaign))
+        .order_by(Message.arrived_at, Submission.id)
     )
     return [s for s in rows if _counts(s)]
 
 
-def _settle_unit(session: Session, unit: str) -> Submission | None:
+def _settle_unit(session: Session, unit: str, campaign: str | None) -> Submission | None:
     """Make the newest trusted submission current, older ones superseded and untrusted
     ones held; with nothing trusted, claims stand among themselves. Returns the current."""
-    history = _history(session, unit)
+    history = _history(session, unit, campaign)
     if not history:
         return None
     chain = [s for s in history if is_trusted(s)] or history
@@ -92,20 +108,21 @@ def _settle_unit(session: Session, unit: str) -> Submission | None:
 
 
 def settle_current(session: Session, submission: Submission) -> Submission | None:
-    """Settle the submission's unit after it was stored or re-assigned.
+    """Settle the submission's unit (within its campaign) after it was stored, re-assigned
+    or routed again.
 
     Returns the submission this one replaced as current, or None (first of its unit, an
     older mail processed late, unmatched or ignored).
     """
     session.flush()
-    # A reprocessed or re-assigned submission may have left a unit whose older mail it
-    # superseded; that unit's newest must become current again.
-    left = session.scalars(
-        select(Submission.unit).where(Submission.superseded_by_id == submission.id).distinct()
+    # A reprocessed, re-assigned or re-routed submission may have left a unit (or a
+    # campaign) whose older mail it superseded; that record's newest must become current again.
+    left = session.execute(
+        select(Submission.unit, Submission.campaign).where(Submission.superseded_by_id == submission.id).distinct()
     ).all()
-    for unit in left:
-        if unit is not None and (unit != submission.unit or not _counts(submission)):
-            _settle_unit(session, unit)
+    for unit, campaign in left:
+        if unit is not None and ((unit, campaign) != (submission.unit, submission.campaign) or not _counts(submission)):
+            _settle_unit(session, unit, campaign)
     if submission.unit is None or not _counts(submission):
         submission.status = _visible_status(submission)
         submission.superseded_by_id = None
@@ -113,12 +130,13 @@ def settle_current(session: Session, submission: Submission) -> Submission | Non
     previous = session.scalars(
         select(Submission).where(
             Submission.unit == submission.unit,
+            _of_campaign(submission.campaign),
             Submission.id != submission.id,
             Submission.status.not_in(NOT_CURRENT),
         )
     ).first()
     if left or submission.superseded_by_id is not None:
-        newest = _settle_unit(session, submission.unit)  # it was linked already: redo the unit
+        newest = _settle_unit(session, submission.unit, submission.campaign)  # it was linked already: redo
     else:
         newest = _link(session, submission)
     session.flush()
@@ -128,9 +146,11 @@ def settle_current(session: Session, submission: Submission) -> Submission | Non
 def _counted_clause() -> ColumnElement[bool]:
     """_counts as SQL."""
     return and_(
-        Submission.content_status != SubmissionStatus.IGNORED,
+        Submission.content_status.not_in((SubmissionStatus.IGNORED, SubmissionStatus.OTHER)),
         or_(Submission.confirmation.is_(None), Submission.confirmation != Confirmation.REJECTED),
         or_(Submission.late_decision.is_(None), Submission.late_decision != LateDecision.REJECTED),
+        or_(Submission.reply.is_(None), Submission.reply != ReplyKind.CLOSED,
+            Submission.late_decision == LateDecision.ACCEPTED),
     )
 
 
@@ -145,11 +165,12 @@ def _link(session: Session, submission: Submission) -> Submission | None:
     Falls back to settling the whole unit when the chain changes kind (the unit's first
     trusted submission arrives: its claims all go back to waiting)."""
     others = select(Submission).join(Submission.message).where(
-        Submission.unit == submission.unit, Submission.id != submission.id, _counted_clause()
+        Submission.unit == submission.unit, _of_campaign(submission.campaign), Submission.id != submission.id,
+        _counted_clause()
     )
     trusted_exists = session.scalar(select(others.where(_trusted_clause()).exists())) or False
     if is_trusted(submission) and not trusted_exists:
-        return _settle_unit(session, submission.unit)
+        return _settle_unit(session, submission.unit, submission.campaign)
     if not is_trusted(submission) and trusted_exists:
         submission.status = SubmissionStatus.HELD  # a claim waits; the trusted chain stands
         submission.superseded_by_id = None
@@ -188,6 +209,8 @@ def assign(
     unit = registry.by_name(unit_name)
     if unit is None:
         raise TrackingError(f"「{unit_name}」不是登记的报送单位（或简称对应多个单位），请使用配置中的单位全称。")
+    if submission.content_status is SubmissionStatus.OTHER:
+        raise TrackingError(f"报送记录 {submission_id} 未归入任何征集（其他来信），请先用 intake route {submission_id} 征集编号 归入。")
     if not _counts(submission):
         raise TrackingError(f"报送记录 {submission_id} 是自动回复或无关邮件，已忽略，不能指定单位。")
     submission.unit = unit.name
@@ -242,9 +265,10 @@ def reject(session: Session, submission_id: int, *, by: str, now: datetime) -> S
     return submission
 
 
-def current_submissions(session: Session) -> dict[str, Submission]:
-    """Each unit's current submission, by unit name (what the board, digest and workbook show)."""
-    rows = session.scalars(
+def current_submissions(session: Session, campaign: str | None = None) -> dict[str, Submission]:
+    """Each unit's current submission, by unit name (what the board, digest and workbook
+    show); with `campaign`, its current submission to that campaign only."""
+    query = (
         select(Submission)
         .join(Submission.message)
         .where(
@@ -253,29 +277,29 @@ def current_submissions(session: Session) -> dict[str, Submission]:
         )
         .order_by(Message.arrived_at, Submission.id)
     )
+    rows = session.scalars(query if campaign is None else query.where(Submission.campaign == campaign))
     # Oldest first, so a newer one wins should two ever be current at once.
     return {s.unit: s for s in rows if s.unit is not None}
 
 
-def pending_confirmations(session: Session) -> list[Submission]:
-    """Claimed submissions waiting for staff to confirm or reject, oldest first."""
-    return list(
-        session.scalars(
-            select(Submission)
-            .join(Submission.message)
-            .where(Submission.confirmation == Confirmation.PENDING, Submission.unit.is_not(None))
-            .order_by(Message.arrived_at, Submission.id)
-        )
-    )
+def _listed(session: Session, campaign: str | None, *where: ColumnElement[bool]) -> list[Submission]:
+    query = select(Submission).join(Submission.message).where(*where)
+    if campaign is not None:
+        query = query.where(Submission.campaign == campaign)
+    return list(session.scalars(query.order_by(Message.arrived_at, Submission.id)))
 
 
-def unmatched_submissions(session: Session) -> list[Submission]:
-    """Submissions waiting for staff to name their unit, oldest first."""
-    return list(
-        session.scalars(
-            select(Submission)
-            .join(Submission.message)
-            .where(Submission.status == SubmissionStatus.UNMATCHED)
-            .order_by(Message.arrived_at, Submission.id)
-        )
-    )
+def pending_confirmations(session: Session, campaign: str | None = None) -> list[Submission]:
+    """Claimed submissions waiting for staff to confirm or reject, oldest first (of one
+    campaign, or all)."""
+    return _listed(session, campaign, Submission.confirmation == Confirmation.PENDING, Submission.unit.is_not(None))
+
+
+def unmatched_submissions(session: Session, campaign: str | None = None) -> list[Submission]:
+    """Submissions waiting for staff to name their unit, oldest first (of one campaign, or all)."""
+    return _listed(session, campaign, Submission.status == SubmissionStatus.UNMATCHED)
+
+
+def other_mail(session: Session) -> list[Submission]:
+    """Mail routed to no campaign (其他来信), oldest first: for staff, never anyone's record."""
+    return _listed(session, None, Submission.status == SubmissionStatus.OTHER)

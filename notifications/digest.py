@@ -1,7 +1,9 @@
 """The daily digest to staff: what arrived, where every unit stands, what needs a person.
 
-Sent through the outbox once per local day (dedupe key "digest:<date>"), with the
-consolidated workbook attached. When the last digest was queued is kept in the kv
+One section per open campaign (its states, arrivals, what needs a person, its totals
+per form, its consolidated workbook attached), then 其他来信: mail for no open campaign
+and mail for a closed one. With one campaign it reads as it always did.
+Sent through the outbox once per local day (dedupe key "digest:<date>"). When the last digest was queued is kept in the kv
 table, so "since the last digest" survives a restart.
 """
 
@@ -15,15 +17,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config.campaigns import CampaignSpec
 from config.settings import Settings
-from intake.board import ARRIVAL_NOTES, quarantine_reason, KIND_LABELS, STATE_HEX, STATE_LABELS, Board, UnitState, build_board, local_time, state_for
+from intake.board import (ARRIVAL_NOTES, KIND_LABELS, STATE_HEX, STATE_LABELS, Board, UnitState, belongs_to,
+                          build_board, local_time, other_mail, quarantine_reason, state_for)
 from intake.decide import is_late
 from intake.trust import awaits_staff, claim_basis
 from intake.login_pause import current_pause
 from notifications.compose import build_message, enqueue
 from notifications.render import render
+from notifications.replies import form_totals
 from notifications.workbook import build_workbook
-from parsers.forms import FORMS
 from parsers.model import Severity
 from storage.files import safe_file_name
 from storage.models import (
@@ -96,12 +100,14 @@ class Attention:
 
 
 @dataclass
-class Totals:
-    form1_projects: int = 0
-    form2_projects: int = 0
-    enterprises: int = 0
-    workers: int = 0
-    investment: Decimal = Decimal(0)  # 亿元
+class FormTotal:
+    """One form's line in 汇总数据: how many units sent rows, how many, and the sums."""
+
+    number: int
+    title: str
+    units: int
+    rows: int
+    sums: list[tuple[str, Decimal, str]] = field(default_factory=list)  # (label, value, unit)
 
 
 @dataclass
@@ -109,28 +115,66 @@ class Digest:
     subject: str
     text: str
     html: str
-    workbook: bytes
-    filename: str = "汇总表.xlsx"
+    # (file name, .xlsx bytes): one consolidated workbook per open campaign.
+    attachments: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def workbook(self) -> bytes:  # the first (the only one with one campaign)
+        return self.attachments[0][1]
+
+    @property
+    def filename(self) -> str:
+        return self.attachments[0][0]
 
 
 def build_digest(session: Session, settings: Settings, *, now: datetime, since: datetime | None) -> Digest:
-    board = build_board(session, settings)
-    tz = board.timezone
-    campaign = settings.campaign
-    done = board.counts[UnitState.ACCEPTED] + board.counts[UnitState.ACCEPTED_LATE]
-    attention = attention_groups(session, board)
-    pending = sum(len(a.items) for a in attention)
+    tz = ZoneInfo(settings.digest.timezone)
+    campaigns = settings.campaign_set.open(now) or (settings.campaign,)
+    shared = len(campaigns) == 1  # one campaign: the shared groups sit in its section, as always
+    sections = [_section(session, settings, c, now=now, since=since, shared=shared) for c in campaigns]
+    common = [] if shared else shared_groups(session, tz)
+    pending = sum(len(a.items) for sec in sections for a in sec["attention"]) + sum(len(a.items) for a in common)
     local = now.astimezone(tz)
-    subject = f"【每日汇总】{campaign.name} {local.month}月{local.day}日：已受理 {done}/{len(board.rows)}，未报送 {board.counts[UnitState.MISSING]}"
+    if len(sections) == 1:
+        sec = sections[0]
+        subject = (f"【每日汇总】{sec['campaign'].name} {local.month}月{local.day}日：已受理 {sec['done']}/"
+                   f"{len(sec['rows'])}，未报送 {len(sec['missing'])}")
+    else:
+        subject = f"【每日汇总】{local.month}月{local.day}日：" + "；".join(
+            f"{sec['campaign'].name} 已受理 {sec['done']}/{len(sec['rows'])}" for sec in sections)
     if pending:
         subject += f"，待处理 {pending} 项"
     context = {
-        "campaign": campaign,
+        "campaign": sections[0]["campaign"],
+        "sections": sections,
+        "common": common,
+        "colours": {state.value: colour for state, colour in STATE_HEX.items()},
+        "other": _other(session, settings, tz, since, now),
         "now": local_time(now, tz),
         "since": local_time(since, tz) if since else None,
+    }
+    text, html = render("digest", context, settings.smtp.templates_dir)
+    attachments = [
+        # The campaign name is configuration text: it must stay one name inside the output folder.
+        (safe_file_name(f"{sec['campaign'].name}汇总表-{local:%Y%m%d}.xlsx", fallback="汇总表.xlsx"),
+         build_workbook(session, settings, sec["campaign"], now=now, board=sec["board"]))
+        for sec in sections
+    ]
+    return Digest(subject=subject, text=text, html=html, attachments=attachments)
+
+
+def _section(session: Session, settings: Settings, campaign: CampaignSpec, *, now: datetime,
+             since: datetime | None, shared: bool) -> dict:
+    """One campaign's part of the digest."""
+    board = build_board(session, settings, campaign)
+    tz = board.timezone
+    done = board.counts[UnitState.ACCEPTED] + board.counts[UnitState.ACCEPTED_LATE]
+    return {
+        "campaign": campaign,
         "deadline": local_time(campaign.deadline, tz),
         "time_left": time_left(campaign.deadline, now),
-        "arrivals": _arrivals(session, tz, since, now, campaign.deadline),
+        "arrivals": _arrivals(session, settings, campaign, tz, since, now),
+        "attention": attention_groups(session, board, shared=shared),
         "board": board,
         "rows": [
             {
@@ -146,21 +190,9 @@ def build_digest(session: Session, settings: Settings, *, now: datetime, since: 
         "counts": [(STATE_LABELS[s], board.counts[s], s.value) for s in STATE_LABELS],
         "colours": {state.value: colour for state, colour in STATE_HEX.items()},
         "done": done,
-        "attention": attention,
         "missing": [r.name for r in board.rows_in(UnitState.MISSING)],
-        "totals": _totals(board),
-        "forms": [(n, c.units, c.rows) for n, c in board.by_form.items()],
-        "form_titles": {spec.number: spec.short_title for spec in FORMS},
+        "forms": _form_totals(board, campaign),
     }
-    text, html = render("digest", context, settings.smtp.templates_dir)
-    return Digest(
-        subject=subject,
-        text=text,
-        html=html,
-        workbook=build_workbook(session, settings, now=now, board=board),
-        # The campaign name is configuration text: it must stay one name inside the output folder.
-        filename=safe_file_name(f"{campaign.name}汇总表-{local:%Y%m%d}.xlsx", fallback="汇总表.xlsx"),
-    )
 
 
 def queue_digest(session: Session, settings: Settings, *, now: datetime) -> OutboxItem | None:
@@ -179,7 +211,7 @@ def queue_digest(session: Session, settings: Settings, *, now: datetime) -> Outb
         subject=digest.subject,
         text=digest.text,
         html=digest.html,
-        attachments=[(digest.filename, XLSX_MIME, digest.workbook)],
+        attachments=[(name, XLSX_MIME, data) for name, data in digest.attachments],
     )
     item = enqueue(session, kind=OutboxKind.DIGEST, dedupe_key=key, message=message)
     if item is not None:
@@ -192,11 +224,15 @@ def _who(submission: Submission) -> str:
     return submission.unit or f"未识别单位（{submission.message.from_address or '发件人不明'}）"
 
 
-def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datetime, deadline: datetime) -> list[Arrival]:
+def _arrivals(session: Session, settings: Settings, campaign: CampaignSpec, tz: ZoneInfo, since: datetime | None,
+              now: datetime) -> list[Arrival]:
+    """The campaign's mail since the last digest (`other` mail is listed apart)."""
+    deadline = campaign.deadline
     query = (
         select(Submission)
         .join(Submission.message)
-        .where(Submission.content_status != SubmissionStatus.IGNORED, Message.arrived_at <= now)
+        .where(Submission.content_status != SubmissionStatus.IGNORED, Message.arrived_at <= now,
+               Submission.status != SubmissionStatus.OTHER, belongs_to(campaign, settings))
         .order_by(Message.arrived_at, Submission.id)
     )
     if since is not None:
@@ -209,9 +245,31 @@ def _arrivals(session: Session, tz: ZoneInfo, since: datetime | None, now: datet
     return out
 
 
-def attention_groups(session: Session, board: Board) -> list[Attention]:
-    """What a person must settle, grouped; empty groups are dropped. The digest and the web
-    console's 待处理 page both read this, so they never disagree."""
+def _other(session: Session, settings: Settings, tz: ZoneInfo, since: datetime | None, now: datetime) -> list[dict]:
+    """其他来信: mail for no open campaign and mail for a closed one, since the last digest."""
+    return [
+        {"at": local_time(o.arrived_at, tz), "sender": o.sender or "发件人不明", "unit": o.unit,
+         "subject": o.subject or "（无主题）",
+         "why": f"所属征集「{o.campaign}」已截止" if o.campaign else (o.routing or "不属于进行中的征集")}
+        for o in other_mail(session, settings, since)
+        if o.arrived_at <= now
+    ]
+
+
+def _form_totals(board: Board, campaign: CampaignSpec) -> list[FormTotal]:
+    out = []
+    for number, spec in enumerate(campaign.forms, 1):
+        count = board.by_form[spec.id]
+        rows = [r for s in board.current.values() for r in s.rows_of(spec.id)]
+        out.append(FormTotal(number, spec.short_title, count.units, count.rows, form_totals(spec, rows)))
+    return out
+
+
+def attention_groups(session: Session, board: Board, *, shared: bool = True) -> list[Attention]:
+    """What a person must settle for one campaign's board, grouped; empty groups are
+    dropped. With `shared`, also what belongs to no campaign (mailbox paused, failed
+    mail, quarantine). The digest and the web console's 待处理 page both read this, so
+    they never disagree."""
     tz = board.timezone
     unmatched = Attention("未识别单位（请用 intake assign 指定）", key="unmatched")
     for u in board.unmatched:
@@ -244,6 +302,15 @@ def attention_groups(session: Session, board: Board) -> list[Attention]:
             late.add(f"{row.name}：{local_time(row.arrived_at, tz)} 到达", submission.id)
         if submission.has_pdf and submission.seal is None and submission.seal_override is None:
             unverifiable.add(f"{row.name}：PDF 中未能判断有无红色公章", submission.id)
+    groups = [pending, unmatched, invalid, *warnings.values(), late, unverifiable]
+    if not shared:
+        return [g for g in groups if g.entries]
+    paused, failed, quarantined = shared_groups(session, tz, keep_empty=True)
+    return [g for g in [paused, *groups, failed, quarantined] if g.entries]
+
+
+def shared_groups(session: Session, tz: ZoneInfo, *, keep_empty: bool = False) -> list[Attention]:
+    """What needs a person whatever the campaign: the mailbox paused, mail that failed, quarantine."""
     failed = Attention("发送失败的邮件", key="failed")
     for o in session.scalars(select(OutboxItem).where(OutboxItem.state == OutboxState.FAILED).order_by(OutboxItem.id)):
         failed.add(f"{o.to_address}：{o.subject}（{o.last_error or '原因不明'}）", o.submission_id)
@@ -258,8 +325,7 @@ def attention_groups(session: Session, board: Board) -> list[Attention]:
     paused = Attention("邮箱登录已暂停（请核对密码或授权码，可用 intake check 检查）", key="paused")
     if pause:
         paused.add(pause.describe(tz))
-    groups = [paused, pending, unmatched, invalid, *warnings.values(), late, unverifiable, failed, quarantined]
-    return [g for g in groups if g.entries]
+    return [g for g in (paused, failed, quarantined) if keep_empty or g.entries]
 
 
 def _settled(submission: Submission, code: str) -> bool:
@@ -267,15 +333,3 @@ def _settled(submission: Submission, code: str) -> bool:
     if code in ("seal_not_found", "e_seal_unverified"):
         return submission.seal_override is not None
     return code == "pdf_mismatch" and submission.mismatch_checked
-
-
-def _totals(board: Board) -> Totals:
-    totals = Totals()
-    for submission in board.current.values():
-        totals.form1_projects += len(submission.form1_rows)
-        totals.form2_projects += len(submission.form2_rows)
-        for row in submission.form1_rows:
-            totals.enterprises += row.enterprises or 0
-            totals.workers += row.workers or 0
-            totals.investment += row.investment or 0
-    return totals

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
+from intake.board import campaign_of
 from notifications.compose import build_message, enqueue
 from notifications.reminders import unit_addresses
 from notifications.render import render
@@ -24,7 +25,7 @@ def queue_replacement_notice(
     addresses = unit_addresses(settings, submission.unit or "")
     if not addresses:
         return None
-    campaign = settings.campaign
+    campaign = campaign_of(settings, submission)
     context = {
         "campaign": campaign,
         "unit": submission.unit,

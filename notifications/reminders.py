@@ -2,7 +2,8 @@
 
 `[reminders] before = ["3d", "4h"]` makes two slots. When a slot's time has come, each
 unit still missing, incomplete or invalid gets one mail for it (dedupe key
-"reminder:<unit>:<slot>"). Only the latest slot that has come is sent, so a service
+"reminder:<unit>:<slot>", intake.board.reminder_key). Each open campaign has its own
+slots: a unit missing from campaign A is reminded about A only. Only the latest slot that has come is sent, so a service
 that was down for the 3d slot does not send two reminders at once at 4h. Nothing is
 sent from the deadline on.
 """
@@ -15,12 +16,12 @@ from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
+from config.campaigns import CampaignSpec
 from config.settings import Settings, parse_offset  # one parser: also validates the file at load
-from intake.board import STATE_LABELS, UnitState, build_board
+from intake.board import STATE_LABELS, UnitState, build_board, reminder_key
 from notifications.compose import build_message, enqueue
 from notifications.digest import time_left
 from notifications.render import render
-from parsers.forms import FORMS
 from storage.models import OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,11 @@ def unit_addresses(settings: Settings, unit_name: str) -> list[str]:
     return []
 
 
-def reminder_mail(settings: Settings, unit_name: str, state: UnitState, addresses: list[str], now: datetime) -> EmailMessage:
-    """The reminder one unit gets, whether a slot came (run) or staff sent it (催报)."""
-    campaign = settings.campaign
+def reminder_mail(settings: Settings, unit_name: str, state: UnitState, addresses: list[str], now: datetime,
+                  campaign: CampaignSpec | None = None) -> EmailMessage:
+    """The reminder one unit gets about one campaign (default: settings.campaign), whether
+    a slot came (run) or staff sent it (催报)."""
+    campaign = campaign or settings.campaign
     context = {
         "campaign": campaign,
         "unit": unit_name,
@@ -62,7 +65,7 @@ def reminder_mail(settings: Settings, unit_name: str, state: UnitState, addresse
         "deadline": campaign.deadline,
         "time_left": time_left(campaign.deadline, now),
         "mailbox": settings.smtp.from_address,
-        "forms": [spec.short_title for spec in FORMS],
+        "forms": [spec.short_title for spec in campaign.forms],
     }
     text, html = render("reminder", context, settings.smtp.templates_dir)
     subject = (f"【提醒】{campaign.name}报送即将截止（{time_left(campaign.deadline, now)}）" if now < campaign.deadline
@@ -80,17 +83,25 @@ def reminder_mail(settings: Settings, unit_name: str, state: UnitState, addresse
 def queue_reminders(session: Session, settings: Settings, *, now: datetime) -> list[OutboxItem]:
     if not settings.reminders.enabled:
         return []
-    slot = due_slot(settings.reminders.before, settings.campaign.deadline, now)
+    queued: list[OutboxItem] = []
+    for campaign in settings.campaign_set.open(now):
+        queued += _campaign_reminders(session, settings, campaign, now)
+    return queued
+
+
+def _campaign_reminders(session: Session, settings: Settings, campaign: CampaignSpec, now: datetime) -> list[OutboxItem]:
+    slot = due_slot(settings.reminders.before, campaign.deadline, now)
     if slot is None:
         return []
-    board = build_board(session, settings)
+    board = build_board(session, settings, campaign)
     queued: list[OutboxItem] = []
     for row in board.rows_in(*REMIND_STATES):
         addresses = unit_addresses(settings, row.name)
         if not addresses:
             continue
-        message = reminder_mail(settings, row.name, row.state, addresses, now)
-        item = enqueue(session, kind=OutboxKind.REMINDER, dedupe_key=f"reminder:{row.name}:{slot}", message=message)
+        message = reminder_mail(settings, row.name, row.state, addresses, now, campaign)
+        item = enqueue(session, kind=OutboxKind.REMINDER, dedupe_key=reminder_key(row.name, slot, campaign.id),
+                       message=message)
         if item is not None:
             queued.append(item)
     return queued

@@ -30,7 +30,9 @@ from intake.mime import decode_header_value
 from intake.trust import TRUSTED, authentication_failed
 from notifications.compose import build_message, enqueue
 from notifications.render import render
-from parsers.forms import FORM1, FORM2
+from config.campaigns import CampaignSpec
+from intake.board import campaign_of
+from parsers.forms import Column, FormSpec
 from parsers.model import ProblemCode, Severity
 from storage.models import (
     Message,
@@ -49,7 +51,11 @@ SUBJECT_PREFIX = {
     ReplyKind.INCOMPLETE: "【材料不全】",
     ReplyKind.INVALID: "【需修改】",
     ReplyKind.LINK: "【已收到链接】",
+    ReplyKind.CLOSED: "【已截止】",
 }
+# The plain acknowledgement of mail for no campaign ([other_mail] acknowledge): its subject,
+# like its text, quotes nothing of the mail.
+OTHER_SUBJECT = "【已收到】来信已转工作人员"
 SHORT_SUBJECT_PREFIX = "【自动回复】"
 SHORT_TEMPLATE = "short"
 # Warnings the submitter can act on; the rest (sender checks, quarantine) are for staff.
@@ -170,34 +176,58 @@ def shown_files(submission: Submission) -> list[ShownFile]:
 
 @dataclass(frozen=True)
 class FormSummary:
-    """One recognised form as the reply states it: 重点工程类 3 项、合计投资 12.5 亿元."""
+    """One recognised form as the reply states it: 重点工程类 3 项、年度投资总额 12.5 亿元."""
 
     title: str
     count: int
     totals: list[tuple[str, Decimal, str]] = field(default_factory=list)  # (label, value, unit)
 
 
-def _sum(values: list[int | Decimal | None]) -> Decimal | None:
-    present = [Decimal(v) for v in values if v is not None]
+# A header's unit in brackets at its end: 年度投资总额(亿元) → 亿元.
+_UNIT_IN_LABEL = re.compile(r"[（(]\s*([^（）()]{1,3}?)\s*[）)]\s*$")
+_BRACKETS = re.compile(r"[（(][^（）()]*[）)]")
+# Counting words a header ends with and the measure a sum of it reads in:
+# 预计初赛人数 → 预计初赛 … 人, 预计参赛企业数 → 预计参赛企业 … 家.
+_MEASURES = (("人数", "", "人"), ("职工数", "职工", "人"), ("企业数", "企业", "家"), ("单位数", "单位", "个"))
+
+
+def summary_label(column: Column) -> tuple[str, str]:
+    """(short label, unit) a sum of the column is stated under, from its header alone."""
+    label, unit = column.label.strip(), ""
+    found = _UNIT_IN_LABEL.search(label)
+    if found:
+        label, unit = label[: found.start()], found.group(1)
+    label = _BRACKETS.sub("", label).strip()
+    for suffix, replacement, measure in _MEASURES:
+        if not unit and label.endswith(suffix) and len(label) > len(suffix):
+            return label[: -len(suffix)] + replacement, measure
+    return label, unit
+
+
+def _sum(values: list[object]) -> Decimal | None:
+    present = [Decimal(v) for v in values if isinstance(v, int | Decimal)]
     return sum(present, Decimal(0)) if present else None
 
 
-def form_summaries(submission: Submission) -> list[FormSummary]:
+def form_totals(spec: FormSpec, rows: list) -> list[tuple[str, Decimal, str]]:
+    """(short label, sum, unit) of each total field that has any number in `rows`
+    (FormRowRecords); cells written as text are not counted."""
+    totals = []
+    for name in spec.total_fields:
+        total = _sum([spec.typed(name, r.values.get(name)) for r in rows])
+        if total is not None:
+            label, unit = summary_label(spec.column(name))
+            totals.append((label, total, unit))
+    return totals
+
+
+def form_summaries(submission: Submission, campaign: CampaignSpec) -> list[FormSummary]:
+    """Each form of the submission's campaign that has rows: its count and sums."""
     out = []
-    if submission.form1_rows:
-        investment = _sum([r.investment for r in submission.form1_rows])
-        totals = [("合计投资", investment, "亿元")] if investment is not None else []
-        out.append(FormSummary(FORM1.short_title, len(submission.form1_rows), totals))
-    if submission.form2_rows:
-        totals = []
-        for label, values in (
-            ("预计初赛", [r.prelim for r in submission.form2_rows]),
-            ("决赛", [r.final for r in submission.form2_rows]),
-        ):
-            total = _sum(values)
-            if total is not None:
-                totals.append((label, total, "人"))
-        out.append(FormSummary(FORM2.short_title, len(submission.form2_rows), totals))
+    for spec in campaign.forms:
+        rows = submission.rows_of(spec.id)
+        if rows:
+            out.append(FormSummary(spec.short_title, len(rows), form_totals(spec, rows)))
     return out
 
 
@@ -230,20 +260,22 @@ def reply_context(
     shown_notices = notices[: max_problems - len(shown_errors)]
     links = [f for f in submission.files if f.kind == "link"]  # listed apart: not files yet
     message = submission.message
+    campaign = campaign_of(settings, submission)
     return {
         "kind": submission.reply.value,
         "form": ReplyForm.FULL.value,
-        "campaign": settings.campaign,
+        "campaign": campaign,
+        "reply_note": campaign.reply_note,
         "submission": submission,
         "message": message,
         "greeting": submission.unit or cut(message.from_name) or "您好",
         "arrived_at": message.arrived_at,
-        "deadline": settings.campaign.deadline,
+        "deadline": campaign.deadline,
         "files": files[:max_files],
         "files_hidden": max(len(files) - max_files, 0),
         "files_total": len(files),
         "links": [ShownFile(cut(f.name or "（未写明文件名）"), None) for f in links[:max_files]],
-        "forms": form_summaries(submission),
+        "forms": form_summaries(submission, campaign),
         "no_attachments": no_attachments,
         "missing_pdf": not no_attachments and not submission.has_pdf,
         "missing_editable": not no_attachments and not submission.has_editable,
@@ -260,7 +292,7 @@ def short_context(submission: Submission, settings: Settings) -> dict:
     return {
         "kind": submission.reply.value,
         "form": ReplyForm.SHORT.value,
-        "campaign": settings.campaign,
+        "campaign": campaign_of(settings, submission),
         "greeting": "您好",
         "arrived_at": submission.message.arrived_at,
         # Saying what a mail replaces would tell a stranger about a unit's history.
@@ -368,17 +400,19 @@ def _compose(
     kind = ReplyKind(submission.reply)
     message = submission.message
     in_reply_to, references = thread_ids(message, original)
+    campaign_name = campaign_of(settings, submission).name
     if form is ReplyForm.SHORT:
         renderings = [(SHORT_TEMPLATE, short_context(submission, settings))]
         to = message.from_address  # the bare address: a display name is the sender's text
-        subject = short_subject(settings.campaign.name)
+        subject = short_subject(campaign_name)
     else:
         renderings = [
             (kind.value, reply_context(submission, settings, replaces, max_problems=problems, max_files=files))
             for problems, files in ((MAX_PROBLEMS, MAX_FILES), (0, 0))
         ]
         to = email.utils.formataddr((cut(message.from_name), message.from_address))
-        subject = reply_subject(kind, message.subject or decode_header_value(original.get("Subject")), settings.campaign.name)
+        subject = OTHER_SUBJECT if kind is ReplyKind.OTHER else reply_subject(
+            kind, message.subject or decode_header_value(original.get("Subject")), campaign_name)
     for template, context in renderings:
         text, html = render(template, context, settings.smtp.templates_dir)
         mail = build_message(

@@ -1,7 +1,8 @@
-"""The consolidated workbook staff forward upwards: both forms in the notice's layout.
+"""The consolidated workbook staff forward upwards: one campaign's forms in its notice's layout.
 
-One sheet per form (title, 汇总单位 / 填写日期 line, the notice's headers after a leading
-报送单位 column, the rows of every unit's current submission, a live 合计 row), then
+One sheet per form of the campaign (its title, its 汇总单位 / 填写日期 line, its headers
+after a leading 报送单位 column, the rows of every unit's current submission to that
+campaign, a live 合计 row over the form's total fields unless it has none), then
 报送情况 (each unit's state) and 问题清单 (every problem still open).
 
 Rows of unmatched submissions are left out of the form sheets: until staff name the
@@ -17,6 +18,7 @@ a cell, filename or address a sender wrote as "=HYPERLINK(...)" is shown, never 
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,10 +32,11 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy.orm import Session
 
+from config.campaigns import CampaignSpec
 from config.settings import Settings
 from intake.board import KIND_LABELS, STATE_LABELS, Board, UnitState, build_board, local_time
 from intake.tracking import unmatched_submissions
-from parsers.forms import DATE_LABEL, FORM1, FORM2, TOTAL_LABEL, UNIT_LABEL, FormSpec, ValueType
+from parsers.forms import FormSpec, ValueType
 from parsers.model import Severity
 from storage.models import Submission
 
@@ -41,7 +44,7 @@ UNIT_COLUMN = "报送单位"
 STATUS_SHEET = "报送情况"
 PROBLEMS_SHEET = "问题清单"
 HEADER_ROW = 3  # title, 汇总单位/填写日期, headers
-NUMBER_FORMATS = {ValueType.INT: "#,##0", ValueType.DECIMAL: "#,##0.00"}
+NUMBER_FORMATS = {ValueType.INT: "#,##0", ValueType.DECIMAL: "#,##0.00", ValueType.DATE: "yyyy-mm-dd"}
 SEVERITY_LABELS = {Severity.ERROR.value: "错误", Severity.WARNING.value: "提示"}
 # The state is written after the unit name only where it is not plainly accepted.
 ROW_MARKS = {UnitState.ACCEPTED_LATE: "逾期", UnitState.INCOMPLETE: "材料不全", UnitState.INVALID: "需修改",
@@ -92,39 +95,50 @@ def display_width(value: object) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def sheet_title(spec: FormSpec) -> str:
-    return f"表{spec.number} {spec.short_title}"[:31]
+_SHEET_UNSAFE = re.compile(r"[\\/*?:\[\]]")  # characters a sheet name may not hold
 
 
-def build_workbook(session: Session, settings: Settings, *, now: datetime | None = None, board: Board | None = None) -> bytes:
-    """The .xlsx bytes; pass the board when the caller has built one already."""
-    board = board or build_board(session, settings)
+def sheet_title(spec: FormSpec, number: int | None = None) -> str:
+    """`表1 重点工程类`: the form's position in its campaign and its short title. Without
+    `number`, an id ending in digits (form2) gives it, else 1 (callers with a campaign pass it)."""
+    if number is None:
+        digits = re.search(r"(\d+)$", spec.id)
+        number = int(digits.group(1)) if digits else 1
+    return _SHEET_UNSAFE.sub("_", f"表{number} {spec.short_title}")[:31]
+
+
+def build_workbook(session: Session, settings: Settings, campaign: CampaignSpec | None = None, *,
+                   now: datetime | None = None, board: Board | None = None) -> bytes:
+    """One campaign's .xlsx bytes (default: settings.campaign); pass the board when the
+    caller has built one already."""
+    campaign = campaign or settings.campaign
+    board = board or build_board(session, settings, campaign)
     now = now or datetime.now(UTC)
     book = Workbook()
     book.remove(book.active)
-    titles = {1: settings.campaign.form1_title, 2: settings.campaign.form2_title}
-    for spec in (FORM1, FORM2):
-        _form_sheet(book.create_sheet(sheet_title(spec)), spec, titles[spec.number], board, now)
-    _status_sheet(book.create_sheet(STATUS_SHEET), board)
-    _problems_sheet(book.create_sheet(PROBLEMS_SHEET), board, unmatched_submissions(session))
+    for number, spec in enumerate(campaign.forms, 1):
+        _form_sheet(book.create_sheet(sheet_title(spec, number)), spec, board, now)
+    _status_sheet(book.create_sheet(STATUS_SHEET), board, campaign)
+    unmatched = [s for s in unmatched_submissions(session) if s.campaign in (campaign.id, None)]
+    _problems_sheet(book.create_sheet(PROBLEMS_SHEET), board, unmatched)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
 
 
-def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: datetime) -> None:
+def _form_sheet(ws: Worksheet, spec: FormSpec, board: Board, now: datetime) -> None:
     columns = spec.columns
     last = len(columns) + 1
     ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=last)
-    title_cell = put(ws.cell(1, 1), title)
+    title_cell = put(ws.cell(1, 1), spec.title)
     title_cell.font, title_cell.alignment = TITLE_FONT, Alignment(horizontal="center", vertical="center")
     ws.row_dimensions[1].height = 36
     half = last // 2
     ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=half)
     ws.merge_cells(start_row=2, start_column=half + 1, end_row=2, end_column=last)
-    put(ws.cell(2, 1), f"{UNIT_LABEL}：").font = BODY_FONT
+    put(ws.cell(2, 1), f"{spec.unit_label}：").font = BODY_FONT
     local = now.astimezone(board.timezone)
-    date_cell = put(ws.cell(2, half + 1), f"{DATE_LABEL}：{local.year}年{local.month}月{local.day}日")
+    date_cell = put(ws.cell(2, half + 1), f"{spec.date_label}：{local.year}年{local.month}月{local.day}日")
     date_cell.font = BODY_FONT
     date_cell.alignment = Alignment(horizontal="right")
 
@@ -137,10 +151,11 @@ def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: da
             continue
         mark = ROW_MARKS.get(board_row.state)
         unit_text = f"{board_row.name}（{mark}）" if mark else board_row.name
-        for record in submission.form1_rows if spec is FORM1 else submission.form2_rows:
+        for record in submission.rows_of(spec.id):
             row_no += 1
             written = record.as_written or {}
-            values = [unit_text, *(written.get(c.field, getattr(record, c.field)) for c in columns)]
+            values = [unit_text, *(written.get(c.field, spec.typed(c.field, record.values.get(c.field)))
+                                   for c in columns)]
             _body_row(ws, row_no, values, [None, *(NUMBER_FORMATS.get(c.type) for c in columns)])
             if mark:
                 ws.cell(row_no, 1).fill = MARK_FILL
@@ -151,18 +166,8 @@ def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: da
                     cell.comment = Comment(WRITTEN_NOTE, "intake")
             widths = [max(w, display_width(v)) for w, v in zip(widths, values, strict=True)]
 
-    total_row = row_no + 1
-    totals: list[object] = [TOTAL_LABEL]
-    for index, column in enumerate(columns, start=2):
-        if column.type is ValueType.TEXT:
-            totals.append(None)
-        elif row_no > HEADER_ROW:
-            letter = get_column_letter(index)
-            totals.append(Formula(f"=SUM({letter}{HEADER_ROW + 1}:{letter}{row_no})"))
-        else:
-            totals.append(0)
-    _body_row(ws, total_row, totals, [None, *(NUMBER_FORMATS.get(c.type) for c in columns)], font=BOLD_FONT)
-    ws.cell(total_row, 1).alignment = CENTRE_WRAP
+    if spec.total_fields:  # `totals = []`: the form has no 合计 row
+        _total_row(ws, spec, row_no)
 
     for index, (label, width) in enumerate(zip([UNIT_COLUMN, *(c.label for c in columns)], widths, strict=True), 1):
         header_width = min(display_width(label), HEADER_WIDTH)  # headers wrap
@@ -170,8 +175,25 @@ def _form_sheet(ws: Worksheet, spec: FormSpec, title: str, board: Board, now: da
     _page_setup(ws)
 
 
-def _status_sheet(ws: Worksheet, board: Board) -> None:
-    headers = ["序号", "单位", "类别", "状态", "到达时间", "是否逾期", "问题数", "表1项目数", "表2项目数", "报送编号"]
+def _total_row(ws: Worksheet, spec: FormSpec, last_row: int) -> None:
+    """The 合计 row: a live SUM under each of the form's total fields, nothing elsewhere."""
+    totals: list[object] = [spec.total_label]
+    for index, column in enumerate(spec.columns, start=2):
+        if column.field not in spec.total_fields:
+            totals.append(None)
+        elif last_row > HEADER_ROW:
+            letter = get_column_letter(index)
+            totals.append(Formula(f"=SUM({letter}{HEADER_ROW + 1}:{letter}{last_row})"))
+        else:
+            totals.append(0)
+    formats = [None, *(NUMBER_FORMATS.get(c.type) for c in spec.columns)]
+    _body_row(ws, last_row + 1, totals, formats, font=BOLD_FONT)
+    ws.cell(last_row + 1, 1).alignment = CENTRE_WRAP
+
+
+def _status_sheet(ws: Worksheet, board: Board, campaign: CampaignSpec) -> None:
+    counts = [f"表{number}行数" for number in range(1, len(campaign.forms) + 1)]
+    headers = ["序号", "单位", "类别", "状态", "到达时间", "是否逾期", "问题数", *counts, "报送编号"]
     rows = [
         [
             i,
@@ -181,8 +203,7 @@ def _status_sheet(ws: Worksheet, board: Board) -> None:
             local_time(r.arrived_at, board.timezone),
             "是" if r.late else "",
             r.problems if r.submission_id else None,
-            r.form1_rows if r.submission_id else None,
-            r.form2_rows if r.submission_id else None,
+            *(r.form_rows.get(form.id, 0) if r.submission_id else None for form in campaign.forms),
             r.submission_id,
         ]
         for i, r in enumerate(board.rows, 1)

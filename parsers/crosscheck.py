@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from parsers.forms import FORMS, FormSpec
+from parsers.forms import FormSet
 from parsers.labels import normalize
 from parsers.model import FileReport, FormTable, Problem, ProblemCode
+from parsers.pdf import split_total_key
 
 # `汇总单位（公章）：` remarks and brackets people add around a name.
 _REMARKS = re.compile(r"\((?:公章|盖章|章)\)|[()]")
@@ -23,15 +24,11 @@ def unit_key(unit: str | None) -> str:
     return _REMARKS.sub("", normalize(unit))
 
 
-def _spec_of(field: str) -> FormSpec | None:
-    return next((spec for spec in FORMS if field in spec.numeric_fields), None)
-
-
 def _editable_total(table: FormTable, field: str) -> Decimal | None:
     """The editable file's 合计 figure; without a 合计 row, the sum of its rows."""
     if table.totals is not None:
         return table.totals.get(field)
-    values = [getattr(row, field, None) for row in table.rows]
+    values = [row.values.get(field) for row in table.rows]
     present = [Decimal(v) for v in values if v is not None]
     return sum(present, Decimal(0)) if present else None
 
@@ -42,8 +39,9 @@ def _same(shown: Decimal, exact: Decimal) -> bool:
     return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP) == shown
 
 
-def cross_check(reports: list[FileReport]) -> list[Problem]:
-    """pdf_mismatch warnings between every PDF that was read and every editable file."""
+def cross_check(reports: list[FileReport], forms: FormSet) -> list[Problem]:
+    """pdf_mismatch warnings between every PDF that was read and every editable file;
+    a PDF's 合计 figure is compared with the sheet of the same form."""
     problems: list[Problem] = []
     pdfs = [r for r in reports if r.pdf is not None and (r.pdf.unit or r.pdf.totals)]
     editables = [r for r in reports if r.forms]
@@ -52,8 +50,8 @@ def cross_check(reports: list[FileReport]) -> list[Problem]:
         assert pdf is not None
         for other in editables:
             problems += _compare_unit(pdf_file.name, pdf.unit, other)
-            for field, shown in (pdf.totals or {}).items():
-                problems += _compare_total(pdf_file.name, field, shown, other)
+            for key, shown in (pdf.totals or {}).items():
+                problems += _compare_total(pdf_file.name, key, shown, other, forms)
     return problems
 
 
@@ -67,13 +65,15 @@ def _compare_unit(pdf_name: str, unit: str | None, other: FileReport) -> list[Pr
                     file=pdf_name)]
 
 
-def _compare_total(pdf_name: str, field: str, shown: Decimal | None, other: FileReport) -> list[Problem]:
-    spec = _spec_of(field)
-    if shown is None or spec is None:
+def _compare_total(pdf_name: str, key: str, shown: Decimal | None, other: FileReport, forms: FormSet
+                   ) -> list[Problem]:
+    form, field = split_total_key(key)
+    spec = forms.get(form)
+    if shown is None or spec is None or field not in spec.total_fields:
         return []
     problems = []
     for table in other.forms:
-        if table.form != spec.number:
+        if table.form != form:
             continue
         exact = _editable_total(table, field)
         if exact is not None and not _same(shown, exact):

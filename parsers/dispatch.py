@@ -12,6 +12,7 @@ import logging
 
 from config.settings import LimitsSettings, ParsingSettings
 from parsers.convert import ConverterMissing
+from parsers.forms import FormSet
 from parsers.filetypes import LEGACY_EXTENSIONS, detect_kind, extension
 from parsers.grid import FileRejected, Grid
 from parsers.model import FileKind, FileReport, FormTable, Problem, ProblemCode
@@ -23,8 +24,9 @@ CLAIMED = {"xlsx", "xlsm", "xls", "docx", "csv", "pdf", "ofd"}  # extensions tha
 EXECUTABLE = (b"MZ", b"\x7fELF")
 
 
-def parse_file(data: bytes, name: str, *, limits: LimitsSettings, parsing: ParsingSettings,
+def parse_file(data: bytes, name: str, *, limits: LimitsSettings, parsing: ParsingSettings, forms: FormSet,
                parent: str | None = None) -> FileReport:
+    """`forms`: every form of every campaign in play (config.campaigns.Campaigns.forms)."""
     kind = FileKind.OTHER
     try:
         kind = detect_kind(data, name)
@@ -37,17 +39,17 @@ def parse_file(data: bytes, name: str, *, limits: LimitsSettings, parsing: Parsi
         return report
     try:
         if kind.editable:
-            report.forms, report.problems = read_forms(data, name, kind, limits)
+            report.forms, report.problems = read_forms(data, name, kind, limits, forms)
         elif kind is FileKind.IMAGE and parsing.photos_as_scan:
-            _photo(report, data, parsing, limits)
+            _photo(report, data, parsing, limits, forms)
         elif kind is FileKind.PDF:
             from parsers.pdf import inspect_pdf  # written alongside; imported only when needed
 
-            report.pdf, report.problems = inspect_pdf(data, name, parsing=parsing, limits=limits)
+            report.pdf, report.problems = inspect_pdf(data, name, parsing=parsing, limits=limits, forms=forms)
         elif kind is FileKind.OFD:
             from parsers.ofd import inspect_ofd
 
-            report.pdf, report.problems = inspect_ofd(data, name, parsing=parsing, limits=limits)
+            report.pdf, report.problems = inspect_ofd(data, name, parsing=parsing, limits=limits, forms=forms)
         elif kind is FileKind.OTHER:
             report.problems = _other(data, name)
     except ConverterMissing:  # an old Word/WPS file and no LibreOffice here: not an editable file
@@ -62,7 +64,8 @@ def parse_file(data: bytes, name: str, *, limits: LimitsSettings, parsing: Parsi
     return report
 
 
-def read_forms(data: bytes, name: str, kind: FileKind, limits: LimitsSettings) -> tuple[list[FormTable], list[Problem]]:
+def read_forms(data: bytes, name: str, kind: FileKind, limits: LimitsSettings, forms: FormSet
+               ) -> tuple[list[FormTable], list[Problem]]:
     """The forms in an editable file and the problems found in them."""
     from parsers.recognize import find_layouts
     from parsers.validate import build_tables
@@ -71,10 +74,10 @@ def read_forms(data: bytes, name: str, kind: FileKind, limits: LimitsSettings) -
         grids = _read_grids(data, name, kind, limits)
     except FileRejected as rejected:
         return [], [_problem(rejected.code, name, rejected.reason + "。")]
-    layouts = find_layouts(grids)
+    layouts = find_layouts(grids, forms)
     if not layouts:
         looked = "、".join(g.name for g in grids) or "无"
-        return [], [_problem(ProblemCode.UNKNOWN_LAYOUT, name, f"未找到竞赛项目汇总表的表头（已查看：{looked}），"
+        return [], [_problem(ProblemCode.UNKNOWN_LAYOUT, name, f"未找到汇总表的表头（已查看：{looked}），"
                                                                "请按通知所附表样填写。")]
     return build_tables(layouts, name)
 
@@ -124,11 +127,11 @@ def _converted(data: bytes, name: str, limits: LimitsSettings) -> list[Grid]:
     return read_document(convert(data, suffix, "docx", limits), limits)
 
 
-def _photo(report: FileReport, data: bytes, parsing: ParsingSettings, limits: LimitsSettings) -> None:
+def _photo(report: FileReport, data: bytes, parsing: ParsingSettings, limits: LimitsSettings, forms: FormSet) -> None:
     """A photo of a page becomes the stamped copy; any other picture stays a plain image."""
     from parsers.photo import inspect_photo
 
-    found = inspect_photo(data, report.name, parsing=parsing, limits=limits)
+    found = inspect_photo(data, report.name, parsing=parsing, limits=limits, forms=forms)
     if found is not None:
         report.kind = FileKind.PHOTO
         report.derived_pdf, report.pdf, report.problems = found

@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from parsers.forms import DATE_LABEL, FORMS, TOTAL_LABEL, UNIT_LABEL, Column, FormSpec
+from parsers.forms import Column, FormSet, FormSpec
 
 # Brackets and punctuation that NFKC leaves apart but people use interchangeably.
 _PUNCT = str.maketrans({"【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")", "﹙": "(", "﹚": ")",
@@ -22,7 +22,6 @@ _PARENS = re.compile(r"\([^()]*\)")
 # punctuation after 注 keeps a competition such as `注塑工技能竞赛` a data row.
 _NOTE = re.compile(r"^(?:(?:注|说明|备注|附注)(?:[:.、(0-9]|$)|填表说明|填报说明"
                    r"|(?:联系人|联系电话|电话|填表人|填报人|审核人|负责人|单位负责人|制表人?|经办人)(?::|$))")
-TOTAL_LABELS = (TOTAL_LABEL, "总计")
 
 
 def normalize(text: object) -> str:
@@ -49,7 +48,7 @@ def short_label(column: Column) -> str:
 
 @dataclass(frozen=True)
 class Match:
-    form: int
+    form: str  # the form's key (`campaign/form`)
     column: Column
     exact: bool
 
@@ -59,10 +58,11 @@ class Match:
         return (1 if self.exact else 0, len(core(self.column.label)))
 
 
-@lru_cache(maxsize=1)
-def _spellings() -> tuple[tuple[FormSpec, Column, frozenset[str], tuple[str, ...]], ...]:
+# FormSets hash by identity: one built per configuration, cached while in use.
+@lru_cache(maxsize=8)
+def _spellings(forms: FormSet) -> tuple[tuple[FormSpec, Column, frozenset[str], tuple[str, ...]], ...]:
     table = []
-    for spec in FORMS:
+    for spec in forms:
         for column in spec.columns:
             names = (column.label, *column.aliases)
             exact = frozenset(normalize(n) for n in names) | frozenset(core(n) for n in names)
@@ -72,26 +72,28 @@ def _spellings() -> tuple[tuple[FormSpec, Column, frozenset[str], tuple[str, ...
     return tuple(table)
 
 
-@lru_cache(maxsize=4096)
-def match_header(text: str) -> tuple[Match, ...]:
+def match_header(text: str, forms: FormSet) -> tuple[Match, ...]:
     """Every (form, column) this header cell could be, best first; empty when none."""
     key = normalize(text)
-    if not key:
-        return ()
+    return _match(forms, key) if key else ()
+
+
+@lru_cache(maxsize=8192)
+def _match(forms: FormSet, key: str) -> tuple[Match, ...]:
     bare = core(key)
     found = []
-    for spec, column, exact, contained in _spellings():
+    for spec, column, exact, contained in _spellings(forms):
         if key in exact or bare in exact:
-            found.append(Match(spec.number, column, True))
+            found.append(Match(spec.key, column, True))
         elif any(part in key for part in contained):
-            found.append(Match(spec.number, column, False))
+            found.append(Match(spec.key, column, False))
     best = max((m.rank for m in found), default=None)
     return tuple(sorted((m for m in found if m.rank == best), key=lambda m: m.form))
 
 
-def is_total(text: object) -> bool:
+def is_total(text: object, forms: FormSet) -> bool:
     key = normalize(text).rstrip(":")
-    return any(key == label or key.startswith(label + "(") for label in TOTAL_LABELS)
+    return any(key == label or key.startswith(label + "(") for label in forms.total_labels)
 
 
 def is_subtotal(text: object) -> bool:
@@ -107,28 +109,31 @@ def is_unit_note(text: object) -> bool:
     return bool(_UNIT_NOTE.match(normalize(text)))
 
 
-def is_title(text: object) -> bool:
+def is_title(text: object, forms: FormSet) -> bool:
     """A form's title row, e.g. `2024年度竞赛项目汇总表（重点工程类）`."""
-    return "汇总表" in normalize(text)
+    key = normalize(text)
+    return "汇总表" in key or any(core(f.title) in key for f in forms if len(core(f.title)) >= 4)
 
 
 def is_note(text: object) -> bool:
     return bool(_NOTE.match(normalize(text)))
 
 
-_FIELD_RE = re.compile(rf"({UNIT_LABEL}|{DATE_LABEL}|填报日期|填表日期|报送日期)(?:\([^()]*\))*[:]?")
-
-
-def header_fields(text: object) -> dict[str, str]:
+def header_fields(text: object, forms: FormSet) -> dict[str, str]:
     """`汇总单位（公章）：济南市总工会  填写日期：2024年2月20日` → {"unit": …, "date": …}.
 
     A label with nothing after it maps to "" so the caller can look in the next cell.
     """
     spaced = _SPACE.sub(" ", unicodedata.normalize("NFKC", str(text or "")).translate(_PUNCT))
     found: dict[str, str] = {}
-    matches = list(_FIELD_RE.finditer(spaced))
+    matches = list(_field_re(forms).finditer(spaced))
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(spaced)
-        key = "unit" if m.group(1) == UNIT_LABEL else "date"
-        found.setdefault(key, spaced[m.end():end].strip(" :;,"))
+        found.setdefault(forms.field_labels[m.group(1)], spaced[m.end():end].strip(" :;,"))
     return found
+
+
+@lru_cache(maxsize=8)
+def _field_re(forms: FormSet) -> re.Pattern[str]:
+    names = "|".join(re.escape(n) for n in sorted(forms.field_labels, key=len, reverse=True))
+    return re.compile(rf"({names})(?:\([^()]*\))*[:]?")

@@ -25,6 +25,9 @@ class ProblemCode(StrEnum):
     MISSING_REQUIRED = "missing_required"
     PRIVATE_GT_TOTAL = "private_gt_total"
     FINAL_GT_PRELIM = "final_gt_prelim"
+    RULE_VIOLATED = "rule_violated"  # a campaign's row rule between two columns
+    OUT_OF_RANGE = "out_of_range"  # a number outside its column's min/max
+    NOT_A_DATE = "not_a_date"
     TOTAL_MISMATCH = "total_mismatch"
     UNKNOWN_LAYOUT = "unknown_layout"
     UNREADABLE_FILE = "unreadable_file"
@@ -45,6 +48,7 @@ class ProblemCode(StrEnum):
     PHOTO_NOT_PDF = "photo_not_pdf"  # a phone photo taken as the stamped copy
     LINK_PENDING = "link_pending"  # a large-attachment link (超大附件) staff must download
     FOUND_IN_SPAM = "found_in_spam"  # a registered unit's mail found in the spam folder
+    OTHER_CAMPAIGN_FORM = "other_campaign_form"  # a table of another campaign's form, not stored (intake.routing)
     # completeness of a submission
     MISSING_PDF = "missing_pdf"
     MISSING_EDITABLE = "missing_editable"
@@ -58,6 +62,9 @@ ERROR_CODES = frozenset(
         ProblemCode.MISSING_REQUIRED,
         ProblemCode.PRIVATE_GT_TOTAL,
         ProblemCode.FINAL_GT_PRELIM,
+        ProblemCode.RULE_VIOLATED,
+        ProblemCode.OUT_OF_RANGE,
+        ProblemCode.NOT_A_DATE,
         ProblemCode.TOTAL_MISMATCH,
         ProblemCode.UNKNOWN_LAYOUT,
         ProblemCode.UNREADABLE_FILE,
@@ -112,46 +119,26 @@ class FileKind(StrEnum):
 
 
 @dataclass
-class Form1Row:
-    """A row of form 1 (重点工程类)."""
+class Row:
+    """One row of a form, by its columns' fields (parsers.forms), in plain values: an int
+    for `int`, a decimal string for `decimal`, an ISO date for `date`, else text."""
 
-    competition: str | None
-    project: str | None
-    enterprises: int | None
-    private_enterprises: int | None
-    workers: int | None
-    private_workers: int | None
-    investment: Decimal | None  # 亿元
+    values: dict[str, int | str | None]
     cell: str | None = None  # where the row starts, e.g. "Sheet1!A5"
-    # Number cells the unit filled with text ("约300"), as written: staff see what was typed.
+    # Number or date cells the unit filled with text ("约300"), as written: staff see what
+    # was typed; `values` holds None for them.
     as_written: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Form2Row:
-    """A row of form 2 (技术技能类、创新创意类、工作推进类)."""
-
-    seq: str | None
-    competition: str | None
-    organizer: str | None
-    undertaker: str | None
-    event: str | None
-    prelim: int | None
-    final: int | None
-    final_time_place: str | None
-    cell: str | None = None
-    as_written: dict[str, str] = field(default_factory=dict)  # as in Form1Row
 
 
 @dataclass
 class FormTable:
     """One recognised form inside one file (a form split over sheets is merged)."""
 
-    form: int  # 1 or 2
+    form: str  # the form's key, `campaign/form` (parsers.forms.FormSpec.key)
     location: str  # sheet name(s) or "表格1"
     unit: str | None = None  # 汇总单位 as written
     filled_date: str | None = None  # 填写日期 as written
-    rows: list[Form1Row | Form2Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     # The 合计 row as read, by field name; None when the form has no 合计 row.
     totals: dict[str, Decimal | None] | None = None
 
@@ -170,7 +157,7 @@ class PdfReport:
     seal: bool | None
     unit: str | None = None  # 汇总单位 from the text layer or OCR
     totals: dict[str, Decimal | None] | None = None  # 合计 figures from text or OCR
-    forms: list[int] = field(default_factory=list)  # which forms the PDF shows
+    forms: list[str] = field(default_factory=list)  # which forms (keys) the PDF shows
     ocr_used: bool = False
     seal_kind: SealKind | None = None  # set when seal is True
     signer: str | None = None  # an electronic seal's signer, from its certificate
@@ -193,7 +180,7 @@ class FileReport:
 # Parser processes hand reports back as JSON, never as pickles: the parent rebuilds them
 # with a strict validator (unknown keys and wrong types are refused), so a compromised
 # parser process can send data but never make the parent build arbitrary objects.
-for _plain in (Problem, Form1Row, Form2Row, FormTable, PdfReport, FileReport):
+for _plain in (Problem, Row, FormTable, PdfReport, FileReport):
     _plain.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
 FileReport.__pydantic_config__ = ConfigDict(extra="forbid", ser_json_bytes="base64",  # type: ignore[attr-defined]
                                             val_json_bytes="base64")

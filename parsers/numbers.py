@@ -97,3 +97,62 @@ def money_unit(header: str) -> str:
 
 def read_value(value: object, kind: ValueType, bare_unit: str = "") -> int | Decimal | None:
     return to_count(value) if kind is ValueType.INT else to_money(value, bare_unit)
+
+
+# --- dates ------------------------------------------------------------------------------------
+
+# 2024-02-20, 2024/2/20, 2024.2.20, 2024年2月20日; without the day (2024年2月, 1985.06) a
+# year-month, read as the first of the month. A time after the date (`2024-02-20 00:00`,
+# what a date cell turns into as text) is allowed and dropped.
+_DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})(?:[-/.月](?:(\d{1,2})[日号]?)?)?(?:\d{1,2}:\d{2}(?::\d{2})?)?$")
+_YEARS = range(1900, 2101)
+
+
+class NotADate(ValueError):
+    """The cell is not a date as people write one."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__(f"{value!r}: 不是日期")
+        self.value = value
+
+
+def to_date(value: object) -> dt.date | None:
+    """A date cell: an Excel date, or text in one of the spellings above; None when blank.
+
+    A number such as 1985.06 is how Excel keeps a typed year-month (and 1985.1 is how it
+    keeps 1985.10, so the fraction's first two places are the month)."""
+    if is_blank(value):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, bool) or isinstance(value, int):
+        raise NotADate(value)
+    if isinstance(value, (float, Decimal)):
+        return _year_month(value)
+    folded = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(value)))
+    match = _DATE.match(folded)
+    if not match:
+        raise NotADate(value)
+    year, month, day = match.groups()
+    return _date(value, int(year), int(month), int(day or 1))
+
+
+def _year_month(value: float | Decimal) -> dt.date:
+    number = Decimal(repr(value)) if isinstance(value, float) else value
+    if not number.is_finite():
+        raise NotADate(value)
+    year, month = int(number), (number - int(number)).scaleb(2)
+    if month != month.to_integral_value():
+        raise NotADate(value)
+    return _date(value, year, int(month), 1)
+
+
+def _date(value: object, year: int, month: int, day: int) -> dt.date:
+    if year not in _YEARS:
+        raise NotADate(value)
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        raise NotADate(value) from None

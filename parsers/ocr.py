@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pypdfium2 as pdfium
 
+from parsers.forms import FormSet
 from parsers.pdf import Summary, Word, read_rows, rows_from_words
 from parsers.seal import page_order, render
 
@@ -108,7 +109,7 @@ def read_words(bgr: np.ndarray) -> list[Word]:
             for i, text in enumerate(texts)]
 
 
-def read_scan(pdf: pdfium.PdfDocument, *, deadline: float, max_pages: int = 4) -> Summary:
+def read_scan(pdf: pdfium.PdfDocument, forms: FormSet, *, deadline: float, max_pages: int = 4) -> Summary:
     """汇总单位, forms and 合计 figures read by OCR from the first and last pages."""
     summary = Summary()
     for index in sorted(page_order(len(pdf), max_pages)):
@@ -119,5 +120,5 @@ def read_scan(pdf: pdfium.PdfDocument, *, deadline: float, max_pages: int = 4) -
             pixels = render(page, OCR_DPI)
         finally:
             page.close()
-        summary.add(read_rows(rows_from_words(read_words(pixels))))
+        summary.add(read_rows(rows_from_words(read_words(pixels)), forms))
     return summary

@@ -29,6 +29,7 @@ from defusedxml.ElementTree import fromstring
 from PIL import Image
 
 from config.settings import LimitsSettings, ParsingSettings
+from parsers.forms import FormSet
 from parsers.esign import MAX_CONTENTS, MAX_SIGNATURES, Signature, settle_seal, signer_from_der
 from parsers.model import PdfReport, Problem, ProblemCode
 from parsers.pdf import MAX_SEAL_PAGES, MAX_TEXT_PAGES, Summary, Word, read_rows, rows_from_words
@@ -238,7 +239,7 @@ def signatures(package: Package, files: list[str]) -> list[Signature]:
 # --- the file --------------------------------------------------------------------------------
 
 
-def inspect_ofd(data: bytes, name: str, *, parsing: ParsingSettings, limits: LimitsSettings
+def inspect_ofd(data: bytes, name: str, *, parsing: ParsingSettings, limits: LimitsSettings, forms: FormSet
                 ) -> tuple[PdfReport | None, list[Problem]]:
     """Pages, text, seal (page images and signatures) of one OFD; bad input becomes problems."""
     deadline = time.monotonic() + limits.seconds_per_file
@@ -250,7 +251,7 @@ def inspect_ofd(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
         if len(document.pages) > limits.max_pdf_pages:
             return PdfReport(pages=len(document.pages), has_text=False, seal=None), [_problem(
                 ProblemCode.TOO_LARGE, name, f"共 {len(document.pages)} 页，超过 {limits.max_pdf_pages} 页的上限，未作检查。")]
-        report, problems = _read_pages(package, document, name, parsing, limits, deadline)
+        report, problems = _read_pages(package, document, name, parsing, limits, deadline, forms)
         return report, settle_seal(report, problems, name, signatures(package, document.signatures))
     except OfdRejected as rejected:
         return None, [_problem(rejected.code, name, rejected.reason + "。")]
@@ -259,14 +260,14 @@ def inspect_ofd(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
 
 
 def _read_pages(package: Package, document: Document, name: str, parsing: ParsingSettings,
-                limits: LimitsSettings, deadline: float) -> tuple[PdfReport, list[Problem]]:
+                limits: LimitsSettings, deadline: float, forms: FormSet) -> tuple[PdfReport, list[Problem]]:
     summary, seal = Summary(), None
     for index, path in enumerate(document.pages[:max(MAX_TEXT_PAGES, MAX_SEAL_PAGES)]):
         if time.monotonic() > deadline:
             break
         page = read_page(package, path)
         if index < MAX_TEXT_PAGES and page.words:
-            summary.add(read_rows(rows_from_words(page.words)))
+            summary.add(read_rows(rows_from_words(page.words), forms))
         if parsing.seal_detection and index < MAX_SEAL_PAGES and seal is not True:
             found = page_seal(package, page, document.media, limits.max_file_bytes)
             seal = found if found is not None else seal

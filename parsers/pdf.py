@@ -21,7 +21,7 @@ import pypdfium2.raw as pdfium_c
 
 from config.settings import LimitsSettings, ParsingSettings
 from parsers.esign import pdf_signatures, settle_seal
-from parsers.forms import FORMS, FormSpec, ValueType
+from parsers.forms import FormSet, FormSpec, ValueType
 from parsers.labels import header_fields, is_total, match_header, normalize
 from parsers.model import PdfReport, Problem, ProblemCode
 from parsers.numbers import NotANumber, to_decimal
@@ -60,8 +60,8 @@ class Summary:
     """What the words of a PDF say, from its text layer or from OCR."""
 
     unit: str | None = None
-    forms: list[int] = field(default_factory=list)
-    totals: dict[str, Decimal | None] = field(default_factory=dict)
+    forms: list[str] = field(default_factory=list)  # form keys
+    totals: dict[str, Decimal | None] = field(default_factory=dict)  # by total_key(form, field)
     has_text: bool = False
 
     def add(self, other: Summary) -> None:
@@ -88,16 +88,28 @@ def rows_from_words(words: Iterable[Word]) -> list[list[Cell]]:
     return [[Cell(w.text, w.x0, w.x1) for w in sorted(members, key=lambda w: w.x0)] for _, _, members in lines]
 
 
-def _forms_named(text: str) -> list[int]:
-    """Forms whose title words (重点工程类, 技术技能类, …) appear in the text."""
+def total_key(form: str, field: str) -> str:
+    """A 合计 figure's key in PdfReport.totals: `campaign/form:field` (two forms in one PDF
+    may both have a column of the same field)."""
+    return f"{form}:{field}"
+
+
+def split_total_key(key: str) -> tuple[str, str]:
+    form, _, name = key.rpartition(":")
+    return form, name
+
+
+def _forms_named(text: str, forms: FormSet) -> list[str]:
+    """Forms whose title words (重点工程类, 技术技能类, …) or title appear in the text."""
     key = normalize(text)
-    return [spec.number for spec in FORMS if any(part in key for part in spec.short_title.split("、"))]
+    return [spec.key for spec in forms
+            if any(normalize(part) in key for part in (*spec.short_title.split("、"), spec.title) if part.strip())]
 
 
-def _unit(rows: Sequence[Sequence[Cell]]) -> str | None:
+def _unit(rows: Sequence[Sequence[Cell]], forms: FormSet) -> str | None:
     for row in rows:
         for i, cell in enumerate(row):
-            fields = header_fields(" ".join(c.text for c in row[i:]))
+            fields = header_fields(" ".join(c.text for c in row[i:]), forms)
             if "unit" not in fields:
                 continue
             value = fields["unit"] or (row[i + 1].text.strip() if i + 1 < len(row) else "")
@@ -125,71 +137,71 @@ def _stacked(rows: Sequence[Sequence[Cell]]) -> Iterable[Cell]:
                            max(cell.x1, *(c.x1 for c in under)))
 
 
-def _header_columns(rows: Sequence[Sequence[Cell]]) -> dict[int, dict[str, Cell]]:
-    """Per form, where each numeric column's header sits (the best-matching label wins)."""
-    best: dict[tuple[int, str], tuple[tuple[int, int], Cell]] = {}
+def _header_columns(rows: Sequence[Sequence[Cell]], forms: FormSet) -> dict[str, dict[str, Cell]]:
+    """Per form key, where each numeric column's header sits (the best-matching label wins)."""
+    best: dict[tuple[str, str], tuple[tuple[int, int], Cell]] = {}
     for cell in _stacked(rows):
-        for match in match_header(cell.text):
+        for match in match_header(cell.text, forms):
             key = (match.form, match.column.field)
-            if match.column.type is not ValueType.TEXT and (key not in best or match.rank > best[key][0]):
+            if match.column.type.numeric and (key not in best or match.rank > best[key][0]):
                 best[key] = (match.rank, cell)
-    found: dict[int, dict[str, Cell]] = {}
+    found: dict[str, dict[str, Cell]] = {}
     for (form, name), (_, cell) in best.items():
         found.setdefault(form, {})[name] = cell
     return found
 
 
 def _map_by_position(spec: FormSpec, columns: dict[str, Cell], numbers: list[Cell]) -> dict[str, Cell] | None:
-    """Each figure goes to the header column above it; None unless all columns are known
-    and every figure lands in a different one."""
-    if set(columns) != set(spec.numeric_fields):
+    """Each figure goes to the 合计 column header above it; None unless all those columns
+    are known and every figure lands in a different one."""
+    if not spec.total_fields or not set(spec.total_fields) <= set(columns):
         return None
     placed: dict[str, Cell] = {}
     for number in numbers:
-        under = [f for f, head in columns.items() if head.x0 - 2 <= number.centre <= head.x1 + 2]
+        under = [f for f in spec.total_fields if columns[f].x0 - 2 <= number.centre <= columns[f].x1 + 2]
         if len(under) != 1 or under[0] in placed:
             return None
         placed[under[0]] = number
     return placed
 
 
-def _totals_row(row: Sequence[Cell], headers: dict[int, dict[str, Cell]], named: list[int]
+def _totals_row(row: Sequence[Cell], headers: dict[str, dict[str, Cell]], named: list[str], forms: FormSet
                 ) -> dict[str, Decimal | None]:
-    start = next((i for i, c in enumerate(row) if is_total(c.text)), None)
+    start = next((i for i, c in enumerate(row) if is_total(c.text, forms)), None)
     if start is None:
         return {}
     numbers = [c for c in row[start + 1:] if _number(c.text) is not None]
     if not numbers:
         return {}
-    candidates = sorted(FORMS, key=lambda s: s.number not in named)
+    candidates = sorted((s for s in forms if s.total_fields), key=lambda s: s.key not in named)
     for spec in candidates:
-        placed = _map_by_position(spec, headers.get(spec.number, {}), numbers)
+        placed = _map_by_position(spec, headers.get(spec.key, {}), numbers)
         if placed is not None:
-            return _read(spec, placed, all_fields=True)
+            return _read(spec, placed)
     # No usable header: only a full row can be read in column order.
     for spec in candidates:
-        if len(numbers) == len(spec.numeric_fields) and (not named or spec.number in named):
-            return _read(spec, dict(zip(spec.numeric_fields, numbers)), all_fields=True)
+        if len(numbers) == len(spec.total_fields) and (not named or spec.key in named):
+            return _read(spec, dict(zip(spec.total_fields, numbers)))
     return {}
 
 
-def _read(spec: FormSpec, placed: dict[str, Cell], *, all_fields: bool) -> dict[str, Decimal | None]:
-    fields = spec.numeric_fields if all_fields else tuple(placed)
-    return {f: (_number(placed[f].text, spec.column(f).type) if f in placed else None) for f in fields}
+def _read(spec: FormSpec, placed: dict[str, Cell]) -> dict[str, Decimal | None]:
+    return {total_key(spec.key, f): (_number(placed[f].text, spec.column(f).type) if f in placed else None)
+            for f in spec.total_fields}
 
 
-def read_rows(rows: Sequence[Sequence[Cell]]) -> Summary:
+def read_rows(rows: Sequence[Sequence[Cell]], forms: FormSet) -> Summary:
     """汇总单位, the forms named and the 合计 figures in rows of text from one page."""
     text = "\n".join(" ".join(c.text for c in row) for row in rows)
-    named = _forms_named(text)
-    headers = _header_columns(rows)
-    summary = Summary(unit=_unit(rows), forms=sorted(set(named) | set(headers)), has_text=bool(text.strip()))
+    named = _forms_named(text, forms)
+    headers = _header_columns(rows, forms)
+    summary = Summary(unit=_unit(rows, forms), forms=sorted(set(named) | set(headers)), has_text=bool(text.strip()))
     for row in rows:
-        for key, value in _totals_row(row, headers, named).items():
+        for key, value in _totals_row(row, headers, named, forms).items():
             summary.totals.setdefault(key, value)
-    for spec in FORMS:
-        if not set(spec.numeric_fields) & set(summary.totals):
-            summary.totals.update(_unlabelled_totals(spec, rows, headers.get(spec.number, {})))
+    for spec in forms:
+        if spec.total_fields and not any(split_total_key(k)[0] == spec.key for k in summary.totals):
+            summary.totals.update(_unlabelled_totals(spec, rows, headers.get(spec.key, {})))
     return summary
 
 
@@ -208,7 +220,7 @@ def _unlabelled_totals(spec: FormSpec, rows: Sequence[Sequence[Cell]], columns: 
         if placed is None:
             continue
         if len(numbers) == len(row) and seen_data and len(numbers) >= 2:
-            found = _read(spec, placed, all_fields=True)
+            found = _read(spec, placed)
         elif len(numbers) < len(row):
             seen_data = True
     return found
@@ -225,7 +237,7 @@ def _table_rows(page: pdfplumber.page.Page) -> list[list[Cell]]:
     return rows
 
 
-def read_text_layer(data: bytes, *, deadline: float, max_pages: int = MAX_TEXT_PAGES) -> Summary:
+def read_text_layer(data: bytes, forms: FormSet, *, deadline: float, max_pages: int = MAX_TEXT_PAGES) -> Summary:
     """The text layer read with pdfplumber; ruled tables first, then plain lines."""
     summary = Summary()
     with pdfplumber.open(io.BytesIO(data)) as pdf:
@@ -234,8 +246,8 @@ def read_text_layer(data: bytes, *, deadline: float, max_pages: int = MAX_TEXT_P
                 break
             words = [Word(w["text"], w["x0"], w["x1"], w["top"], w["bottom"]) for w in page.extract_words()]
             if words:
-                summary.add(read_rows(_table_rows(page)))
-                summary.add(read_rows(rows_from_words(words)))
+                summary.add(read_rows(_table_rows(page), forms))
+                summary.add(read_rows(rows_from_words(words), forms))
             page.close()  # pdfplumber caches each page's objects until closed
     return summary
 
@@ -258,7 +270,7 @@ def _open(data: bytes, name: str) -> tuple[pdfium.PdfDocument | None, list[Probl
                                f"《{name}》无法打开，文件可能已损坏或未完整发送，请重新导出后发送。", name)]
 
 
-def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: LimitsSettings
+def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: LimitsSettings, forms: FormSet
                 ) -> tuple[PdfReport | None, list[Problem]]:
     """Pages, text, seal and (optionally) OCR of one PDF; bad input becomes problems."""
     deadline = time.monotonic() + limits.seconds_per_file
@@ -276,7 +288,7 @@ def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
             return PdfReport(pages=pages, has_text=False, seal=None), [_problem(
                 ProblemCode.TOO_LARGE, f"《{name}》共 {pages} 页，超过 {limits.max_pdf_pages} 页的上限，"
                 "未作检查。请只发送两张汇总表的盖章扫描件。", name)]
-        summary = _safely(lambda: read_text_layer(data, deadline=deadline), Summary())
+        summary = _safely(lambda: read_text_layer(data, forms, deadline=deadline), Summary())
         checked = SealResult(None)
         if parsing.seal_detection:
             checked = _safely(lambda: document_seal(pdf, parsing.seal_dpi, deadline=deadline,
@@ -286,7 +298,7 @@ def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
         if parsing.ocr and not summary.has_text:
             from parsers.ocr import read_scan  # onnxruntime loads only when OCR is on
 
-            read = _safely(lambda: read_scan(pdf, deadline=deadline, max_pages=MAX_OCR_PAGES), None)
+            read = _safely(lambda: read_scan(pdf, forms, deadline=deadline, max_pages=MAX_OCR_PAGES), None)
             if read is not None:
                 summary, report.ocr_used = read, True
         report.unit, report.forms = summary.unit, summary.forms

@@ -14,6 +14,7 @@ import warnings
 from PIL import Image, ImageOps
 
 from config.settings import LimitsSettings, ParsingSettings
+from parsers.forms import FormSet
 from parsers.model import PdfReport, Problem, ProblemCode
 
 try:  # HEIC from iPhones; without pillow-heif such a photo simply does not open
@@ -51,7 +52,7 @@ def photo_pdf(data: bytes) -> bytes | None:
     return buffer.getvalue()
 
 
-def inspect_photo(data: bytes, name: str, *, parsing: ParsingSettings, limits: LimitsSettings
+def inspect_photo(data: bytes, name: str, *, parsing: ParsingSettings, limits: LimitsSettings, forms: FormSet
                   ) -> tuple[bytes, PdfReport | None, list[Problem]] | None:
     """The derived PDF, what inspecting it found, and the problems (photo_not_pdf first);
     None when the file is no photo of a page."""
@@ -60,7 +61,7 @@ def inspect_photo(data: bytes, name: str, *, parsing: ParsingSettings, limits: L
     pdf = photo_pdf(data)
     if pdf is None:
         return None
-    report, problems = inspect_pdf(pdf, name, parsing=parsing, limits=limits)
+    report, problems = inspect_pdf(pdf, name, parsing=parsing, limits=limits, forms=forms)
     notice = Problem(ProblemCode.PHOTO_NOT_PDF, f"《{name}》是照片而不是扫描的 PDF，已按盖章件处理；"
                                                 "如有条件，请改用扫描仪扫描为 PDF 后发送。", name)
     return pdf, report, [notice, *problems]

@@ -11,16 +11,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from parsers.forms import FORM1, FORM1_BOUNDS, FORMS, FormSpec, ValueType
+from functools import lru_cache
+
+from parsers.forms import Column, FormSet, FormSpec, ValueType
 from parsers.grid import Grid
 from parsers.numbers import money_unit
-from parsers.labels import (Match, header_fields, is_note, is_subtotal, is_title, is_total, is_unit_note, match_header,
-                            normalize)
+from parsers.labels import (Match, core, header_fields, is_note, is_subtotal, is_title, is_total, is_unit_note,
+                            match_header, normalize)
 
-SHARED_FIELDS = frozenset({"competition", "seq"})
-PRIVATE_PART = {large: small for small, large in FORM1_BOUNDS}
-MIN_DISTINCT = 2  # columns only one form has, e.g. 企业数 and 投资 for form 1
-MIN_MATCHED = 3
+MIN_DISTINCT = 2  # matched columns no other form in play has (a form with fewer needs them all)
+MIN_MATCHED = 3  # (a form with fewer columns needs them all)
+# A numbering column (序号) is filled in on empty template rows: it never makes a row data.
+NUMBERING = frozenset({"序号", "编号"})
 # Templates come with empty bordered rows before 合计; a longer blank run ends the table.
 BLANK_RUN = 20
 FIELD_SEARCH_ROWS = 10  # how far above a header 汇总单位 / 填写日期 are looked for
@@ -31,6 +33,7 @@ TRAILER_ROWS = 5  # …and below the table (填表人、填写日期 under it)
 class Layout:
     grid: Grid
     spec: FormSpec
+    forms: FormSet  # every form in play: the body ends at another's header or title
     header_rows: tuple[int, ...]
     columns: dict[str, int]  # field → column index
     money_units: dict[str, str] = field(default_factory=dict)  # field → unit of bare numbers
@@ -53,12 +56,12 @@ def _with_units(layout: Layout) -> Layout:
     return layout
 
 
-def find_layouts(grids: list[Grid]) -> list[Layout]:
+def find_layouts(grids: list[Grid], forms: FormSet) -> list[Layout]:
     found = []
     for grid in grids:
         row, floor = 0, 0
         while row < grid.height:
-            layout = header_at(grid, row)
+            layout = header_at(grid, row, forms)
             if layout is None:
                 row += 1
                 continue
@@ -69,16 +72,16 @@ def find_layouts(grids: list[Grid]) -> list[Layout]:
     return found
 
 
-def header_at(grid: Grid, row: int) -> Layout | None:
+def header_at(grid: Grid, row: int, forms: FormSet) -> Layout | None:
     """The form whose header starts at `row`, with its columns; None when it is no header."""
-    top = _assign(grid, (row,))
+    top = _assign(grid, (row,), forms)
     if row + 1 < grid.height and len(top.columns) >= MIN_DISTINCT:
         # Two rows form one header when together they name more columns than the top row
         # and no fewer than the row below: a group header above its sub-headers.
-        double, below = _assign(grid, (row, row + 1)), _assign(grid, (row + 1,))
+        double, below = _assign(grid, (row, row + 1), forms), _assign(grid, (row + 1,), forms)
         if double.qualifies and len(double.columns) > len(top.columns) and len(double.columns) >= len(below.columns):
-            return _with_units(Layout(grid, double.spec, double.rows, double.columns))
-    return _with_units(Layout(grid, top.spec, top.rows, top.columns)) if top.qualifies else None
+            return _with_units(Layout(grid, double.spec, forms, double.rows, double.columns))
+    return _with_units(Layout(grid, top.spec, forms, top.rows, top.columns)) if top.qualifies else None
 
 
 @dataclass
@@ -86,14 +89,39 @@ class _Candidate:
     spec: FormSpec
     columns: dict[str, int]
     rows: tuple[int, ...]
+    distinct: frozenset[str]  # the spec's fields no other form in play has
+
+    @property
+    def distinct_found(self) -> int:
+        return len(set(self.columns) & self.distinct)
 
     @property
     def qualifies(self) -> bool:
-        distinct = len(set(self.columns) - SHARED_FIELDS)
-        return distinct >= MIN_DISTINCT and len(self.columns) >= MIN_MATCHED
+        return (self.distinct_found >= min(MIN_DISTINCT, len(self.distinct))
+                and len(self.columns) >= min(MIN_MATCHED, len(self.spec.columns)))
 
 
-def _assign(grid: Grid, rows: tuple[int, ...]) -> _Candidate:
+@lru_cache(maxsize=8)
+def distinct_fields(forms: FormSet) -> dict[str, frozenset[str]]:
+    """Per form key, the fields whose labels (and aliases) name no column of another form
+    in play: only those tell the forms apart (序号 and a shared 竞赛名称 do not). A form
+    defined the same way in two campaigns is one form to the eye and is not compared."""
+    names = {spec.key: {c.field: _names(c) for c in spec.columns} for spec in forms}
+    shapes = {spec.key: frozenset(frozenset(n) for n in names[spec.key].values()) for spec in forms}
+    found = {}
+    for spec in forms:
+        others = set().union(*(n for key, cols in names.items() if shapes[key] != shapes[spec.key]
+                                for n in cols.values()))
+        found[spec.key] = frozenset(f for f, n in names[spec.key].items() if not n & others)
+    return found
+
+
+def _names(column: Column) -> frozenset[str]:
+    spellings = (column.label, *column.aliases)
+    return frozenset(normalize(n) for n in spellings) | frozenset(core(n) for n in spellings)
+
+
+def _assign(grid: Grid, rows: tuple[int, ...], forms: FormSet) -> _Candidate:
     """The form these header rows fit best, each matched field with its column."""
     per_column: dict[int, tuple[Match, ...]] = {}
     for col in range(grid.width):
@@ -101,41 +129,45 @@ def _assign(grid: Grid, rows: tuple[int, ...]) -> _Candidate:
         candidates = [texts[-1]]
         if len(texts) == 2 and texts[0] != texts[1]:
             candidates += [texts[0] + texts[1], texts[0]]
-        matches = [m for text in candidates if text for m in match_header(text)]
-        if len(texts) == 2 and "非公" in normalize(texts[1]):
-            matches = [_private_part(m) for m in matches]
+        matches = [m for text in candidates if text for m in match_header(text, forms)]
+        if len(texts) == 2 and texts[1]:
+            matches = [_part(m, texts[1], forms) for m in matches]
         if matches:
             top = max(m.rank for m in matches)
             per_column[col] = tuple(m for m in matches if m.rank == top)
+    distinct = distinct_fields(forms)
     choices = []
-    for spec in FORMS:
+    for index, spec in enumerate(forms):
         columns: dict[str, tuple[tuple[int, int], int]] = {}
         for col, matches in per_column.items():
             for m in matches:
                 score = (m.rank, -col)
-                if m.form == spec.number and (m.column.field not in columns or score > columns[m.column.field][0]):
+                if m.form == spec.key and (m.column.field not in columns or score > columns[m.column.field][0]):
                     columns[m.column.field] = (score, col)
-        candidate = _Candidate(spec, {f: c for f, (_, c) in columns.items()}, rows)
-        choices.append(((len(set(columns) - SHARED_FIELDS), len(columns), -spec.number), candidate))
+        candidate = _Candidate(spec, {f: c for f, (_, c) in columns.items()}, rows, distinct[spec.key])
+        choices.append(((candidate.distinct_found, len(columns), -index), candidate))
     return max(choices, key=lambda choice: choice[0])[1]
 
 
-def _private_part(match: Match) -> Match:
-    """`其中：非公企业` under the group `预计参赛企业数` is the private part of that group."""
-    small = PRIVATE_PART.get(match.column.field)
-    if small is None or match.form != FORM1.number:
-        return match
-    return Match(match.form, FORM1.column(small), match.exact)
+def _part(match: Match, sub_header: str, forms: FormSet) -> Match:
+    """A sub-header naming a part (`其中：非公企业`) under a group header (`预计参赛企业数`)
+    is the column defined as that part of the group (Column.part_of / part_label)."""
+    spec = forms.get(match.form)
+    key = normalize(sub_header)
+    part = next((c for c in spec.columns if c.part_of == match.column.field
+                 and normalize(c.part_label) in key), None) if spec is not None else None
+    return match if part is None else Match(match.form, part, match.exact)
 
 
 def _read_body(layout: Layout) -> None:
-    grid, data_fields = layout.grid, [f for f in layout.columns if f != "seq"]
+    grid, forms = layout.grid, layout.forms
+    data_fields = [f for f in layout.columns if core(layout.spec.column(f).label) not in NUMBERING]
     last = layout.header_rows[-1]
     for row in range(last + 1, grid.height):
         lead = _lead_text(grid, row, max(layout.columns.values()))
-        if lead is not None and (is_note(lead) or is_title(lead) or header_fields(lead)):
+        if lead is not None and (is_note(lead) or is_title(lead, forms) or header_fields(lead, forms)):
             break
-        if lead is not None and is_total(lead):
+        if lead is not None and is_total(lead, forms):
             layout.total_row = last = row
             break
         if lead is not None and is_subtotal(lead) or not layout.body and _unit_row(layout, row):
@@ -144,7 +176,7 @@ def _read_body(layout: Layout) -> None:
         if all(grid.value(row, layout.columns[f]) is None for f in data_fields) or _spread_row(layout, row):
             if row - last > BLANK_RUN:
                 break
-        elif header_at(grid, row) is not None:
+        elif header_at(grid, row, forms) is not None:
             break
         else:
             layout.body.append(row)
@@ -176,8 +208,8 @@ def _read_fields(layout: Layout, floor: int) -> None:
     lines = [[text] for text in grid.preamble] + [_row_texts(grid, r) for r in (*above, *below)]
     for cells in lines:
         for i, text in enumerate(cells):
-            for key, value in header_fields(text).items():
-                if not value and i + 1 < len(cells) and not header_fields(cells[i + 1]):
+            for key, value in header_fields(text, layout.forms).items():
+                if not value and i + 1 < len(cells) and not header_fields(cells[i + 1], layout.forms):
                     value = cells[i + 1]  # the label in one cell, its value in the next
                 if value and getattr(layout, key) is None:
                     setattr(layout, key, value)

@@ -7,7 +7,6 @@ store the same strings and a migration never has to alter a type).
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from enum import StrEnum
 
 from sqlalchemy import (
@@ -21,7 +20,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -89,6 +87,9 @@ class SubmissionStatus(StrEnum):
     REJECTED = "rejected"  # staff said it is not the unit's: it never counts
     # What is missing was sent as a large-attachment link (intake.links): staff fetch it.
     AWAITING_DOWNLOAD = "awaiting_download"
+    # A registered unit's mail for no open campaign (a letter, a question, another
+    # notice): not a submission; listed for staff under 其他来信, never changes a state.
+    OTHER = "other"
 
 
 class ReplyKind(StrEnum):
@@ -97,6 +98,8 @@ class ReplyKind(StrEnum):
     INCOMPLETE = "incomplete"
     INVALID = "invalid"
     LINK = "link"  # the missing file came as a large-attachment link: received, staff fetch it
+    CLOSED = "closed"  # the mail's campaign has closed (closes_at): 已截止, staff decide
+    OTHER = "other"  # the optional plain acknowledgement of an `other` mail
     NONE = "none"
 
 
@@ -206,6 +209,10 @@ class Submission(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
     unit: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The campaign (config.campaigns) the mail was routed to; None for `other` mail.
+    campaign: Mapped[str | None] = mapped_column(String(64), index=True)
+    routed_by: Mapped[str | None] = mapped_column(String(16))  # form|keyword|only|staff|none
+    routing: Mapped[str | None] = mapped_column(Text)  # why, in Chinese, for staff
     unit_source: Mapped[str | None] = mapped_column(String(32))  # sender|sheet|subject|body|staff
     sheet_unit: Mapped[str | None] = mapped_column(Text)  # 汇总单位 as written
     # status is what staff see (superseded / unmatched win); content_status is the verdict
@@ -248,12 +255,14 @@ class Submission(Base):
     problems: Mapped[list[ProblemRecord]] = relationship(
         back_populates="submission", cascade="all, delete-orphan", order_by="ProblemRecord.id"
     )
-    form1_rows: Mapped[list[Form1Record]] = relationship(
-        back_populates="submission", cascade="all, delete-orphan", order_by="Form1Record.ordinal"
+    rows: Mapped[list[FormRowRecord]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan",
+        order_by="(FormRowRecord.form, FormRowRecord.ordinal)"
     )
-    form2_rows: Mapped[list[Form2Record]] = relationship(
-        back_populates="submission", cascade="all, delete-orphan", order_by="Form2Record.ordinal"
-    )
+
+    def rows_of(self, form: str) -> list[FormRowRecord]:
+        """The rows of one form (by its id within the submission's campaign), in order."""
+        return [r for r in self.rows if r.form == form]
 
 
 class StoredFile(Base):
@@ -290,39 +299,19 @@ class ProblemRecord(Base):
     submission: Mapped[Submission] = relationship(back_populates="problems")
 
 
-class Form1Record(Base):
-    __tablename__ = "form1_rows"
+class FormRowRecord(Base):
+    """One row of one form, whatever the campaign's columns (parsers.forms): values by
+    field in their plain form (an int, a decimal string, an ISO date, text)."""
+
+    __tablename__ = "form_rows"
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
-    ordinal: Mapped[int] = mapped_column(Integer)
-    competition: Mapped[str | None] = mapped_column(Text)
-    project: Mapped[str | None] = mapped_column(Text)
-    enterprises: Mapped[int | None] = mapped_column(Integer)
-    private_enterprises: Mapped[int | None] = mapped_column(Integer)
-    workers: Mapped[int | None] = mapped_column(Integer)
-    private_workers: Mapped[int | None] = mapped_column(Integer)
-    investment: Mapped[Decimal | None] = mapped_column(Numeric(18, 4))
+    form: Mapped[str] = mapped_column(String(64))  # the form's id within its campaign
+    ordinal: Mapped[int] = mapped_column(Integer)  # position within the form
     cell: Mapped[str | None] = mapped_column(String(255))
-    as_written: Mapped[dict | None] = mapped_column(JSON)  # number cells filled with text, as typed
-    submission: Mapped[Submission] = relationship(back_populates="form1_rows")
-
-
-class Form2Record(Base):
-    __tablename__ = "form2_rows"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
-    ordinal: Mapped[int] = mapped_column(Integer)
-    seq: Mapped[str | None] = mapped_column(Text)  # a cell as written: any length
-    competition: Mapped[str | None] = mapped_column(Text)
-    organizer: Mapped[str | None] = mapped_column(Text)
-    undertaker: Mapped[str | None] = mapped_column(Text)
-    event: Mapped[str | None] = mapped_column(Text)
-    prelim: Mapped[int | None] = mapped_column(Integer)
-    final: Mapped[int | None] = mapped_column(Integer)
-    final_time_place: Mapped[str | None] = mapped_column(Text)
-    cell: Mapped[str | None] = mapped_column(String(255))
-    as_written: Mapped[dict | None] = mapped_column(JSON)  # number cells filled with text, as typed
-    submission: Mapped[Submission] = relationship(back_populates="form2_rows")
+    values: Mapped[dict] = mapped_column(JSON)
+    as_written: Mapped[dict | None] = mapped_column(JSON)  # number/date cells filled with text, as typed
+    submission: Mapped[Submission] = relationship(back_populates="rows")
 
 
 class OutboxItem(Base):

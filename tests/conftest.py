@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -94,7 +93,7 @@ def make_submission(
 ) -> Submission:
     """A transient Message + Submission as the pipeline would store it (add it to a session to persist)."""
     from notifications.replies import reply_kind
-    from storage.models import Form1Record, Form2Record, Message, ProblemRecord, StoredFile
+    from storage.models import FormRowRecord, Message, ProblemRecord, StoredFile
 
     message = Message(
         account="intake@example.org", folder="INBOX", sha256=uuid.uuid4().hex * 2, size=123_456,
@@ -107,8 +106,9 @@ def make_submission(
     if editable:
         files.append(StoredFile(name="宁波市总工会竞赛项目汇总表.xlsx", kind="xlsx", sha256="b" * 64, size=24_000))
     form1 = [
-        Form1Record(ordinal=i, competition=c, project=p, enterprises=e, private_enterprises=pe, workers=w, private_workers=pw,
-                    investment=Decimal(inv), cell=f"表一!A{5 + i}")
+        FormRowRecord(form="form1", ordinal=i, cell=f"表一!A{5 + i}", values={
+            "competition": c, "project": p, "enterprises": e, "private_enterprises": pe, "workers": w,
+            "private_workers": pw, "investment": inv})
         for i, (c, p, e, pe, w, pw, inv) in enumerate(
             [
                 ("甬舟铁路建设劳动竞赛", "甬舟铁路金塘海底隧道工程", 12, 5, 3200, 1400, "5.8"),
@@ -118,8 +118,9 @@ def make_submission(
         )
     ] if editable else []
     form2 = [
-        Form2Record(ordinal=i, seq=str(i + 1), competition=c, organizer="宁波市总工会", undertaker=u, event=ev,
-                    prelim=pre, final=fin, final_time_place=tp, cell=f"表二!A{5 + i}")
+        FormRowRecord(form="form2", ordinal=i, cell=f"表二!A{5 + i}", values={
+            "seq": str(i + 1), "competition": c, "organizer": "宁波市总工会", "undertaker": u, "event": ev,
+            "prelim": pre, "final": fin, "final_time_place": tp})
         for i, (c, u, ev, pre, fin, tp) in enumerate(
             [
                 ("宁波市第十届职业技能大赛", "宁波市职业技能培训中心", "数控车工", 800, 60, "2024年10月 宁波技师学院"),
@@ -132,7 +133,8 @@ def make_submission(
         for p in problems
     ]
     return Submission(
-        message=message, unit="宁波市总工会", unit_source="sender", trust=trust, status=status, content_status=status, late=late,
+        message=message, unit="宁波市总工会", campaign="default", routed_by="form",
+        unit_source="sender", trust=trust, status=status, content_status=status, late=late,
         reply=reply_kind(status, late), has_pdf=pdf, has_editable=editable, seal=True if pdf else None,
-        files=files, problems=records, form1_rows=form1, form2_rows=form2,
+        files=files, problems=records, rows=[*form1, *form2],
     )

@@ -19,7 +19,8 @@ from config.settings import LimitsSettings
 from intake.app import App
 from intake.export import export_document
 from intake.runs import poll_once
-from intake.samples import FORM1_ROWS, mime_message
+from intake.samples import mime_message, sample_rows
+from tests.support.campaigns import FORM1
 from intake.unpack import MailBudget, unpack_archive
 from tests.support import archives as a
 from tests.support import hostile as h
@@ -84,7 +85,7 @@ def test_7z_and_rar_members_are_read_like_zip_members(app: App, shape: str) -> N
 
     assert submission["status"] == "accepted", submission["problems"]
     assert files(submission) == [(name, kind, None), (FORM, "xlsx", name), (SCAN, "pdf", name)]
-    assert len(submission["form1_rows"]) == len(FORM1_ROWS)
+    assert len(submission["form1_rows"]) == len(sample_rows(FORM1))
     assert f"{FORM}（压缩包 {name} 内）" in submission["reply_text"]
     assert f"  - {name}" not in submission["reply_text"]  # read archives show as their files
 
@@ -96,7 +97,7 @@ def test_winmail_dat_attachments_are_read_like_attachments(app: App) -> None:
 
     assert submission["status"] == "accepted", submission["problems"]
     assert files(submission) == [(FORM, "xlsx", None), (SCAN, "pdf", None)]
-    assert len(submission["form1_rows"]) == len(FORM1_ROWS)
+    assert len(submission["form1_rows"]) == len(sample_rows(FORM1))
 
 
 def test_winmail_dat_long_names_are_used_and_an_archive_inside_is_unpacked(app: App) -> None:

@@ -14,7 +14,7 @@ from intake.export import export_document
 from intake.pipeline import Location, ingest
 from intake.samples import form_workbook, mime_message
 from notifications.workbook import HEADER_ROW, build_workbook, sheet_title
-from parsers.forms import FORM1
+from tests.support.campaigns import FORM1
 from tests.support.intake_env import DEADLINE, intake_settings, stamped_pdf
 
 ARRIVED = DEADLINE - dt.timedelta(days=1)

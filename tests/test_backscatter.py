@@ -23,8 +23,8 @@ from sqlalchemy import select
 from intake.app import App
 from intake.runs import poll_once
 from intake.samples import DEMO_AUTHSERV, form_workbook, mime_message
-from parsers.forms import FORM1
 from storage.models import Message, ReplyForm, Submission, Trust
+from tests.support.campaigns import FORM1
 from tests.support.dovecot import Dovecot
 from tests.support.intake_env import DEADLINE, intake_settings, submission_mail
 from tests.support.smtp import Received, SmtpSink

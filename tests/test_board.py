@@ -60,7 +60,7 @@ def test_the_board_lists_every_registered_unit_once_in_config_order(board: Board
 
 def test_a_row_carries_its_current_submissions_facts(board: Board) -> None:
     jinan = board.rows[0]
-    assert (jinan.problems, jinan.form1_rows, jinan.form2_rows, jinan.late) == (1, 3, 2, False)
+    assert (jinan.problems, jinan.form_rows, jinan.late) == (1, {"form1": 3, "form2": 2}, False)
     assert jinan.arrived_at == before_deadline(hours=24)
 
 
@@ -69,8 +69,8 @@ def test_it_counts_units_by_state_by_kind_and_by_form(board: Board) -> None:
     assert board.by_kind[UnitKind.CITY][UnitState.ACCEPTED] == 1
     assert board.by_kind[UnitKind.CITY][UnitState.ACCEPTED_LATE] == 1
     assert board.by_kind[UnitKind.ENTERPRISE][UnitState.MISSING] == 1
-    assert (board.by_form[1].units, board.by_form[1].rows) == (2, 4)
-    assert (board.by_form[2].units, board.by_form[2].rows) == (2, 6)
+    assert (board.by_form["form1"].units, board.by_form["form1"].rows) == (2, 4)
+    assert (board.by_form["form2"].units, board.by_form["form2"].rows) == (2, 6)
 
 
 def test_it_lists_unmatched_submissions_for_staff(board: Board) -> None:
@@ -90,6 +90,7 @@ def test_the_dict_form_is_json_with_name_kind_and_state(board: Board) -> None:
         "problems": 0,
         "form1_rows": 0,
         "form2_rows": 4,
+        "forms": {"form1": 0, "form2": 4},
         "trust": "registered",
         "awaiting_confirmation": False,
         "late_undecided": True,
@@ -97,7 +98,7 @@ def test_the_dict_form_is_json_with_name_kind_and_state(board: Board) -> None:
     }
     assert data["units"][1]["arrived_at"].startswith("2024-02-25T19:00:00+08:00")
     assert data["counts"]["missing"] == 1
-    assert data["by_form"]["2"] == {"units": 2, "rows": 6}
+    assert data["by_form"]["form2"] == {"title": "技术技能类、创新创意类、工作推进类", "units": 2, "rows": 6}
     assert data["unmatched"][0]["sender"] == "who@qq.com"
 
 

@@ -271,3 +271,80 @@ def test_special_use_folders_are_listed_and_junk_is_pointed_out(
     mismatch = [entry for entry in lines if entry.startswith("! 已发送文件夹：")]
     assert len(mismatch) == 1 and 'sent_folder = "已发送"' in mismatch[0]
     assert code == 0  # warnings do not fail the check
+
+
+# --- campaign files --------------------------------------------------------------------
+
+SHIPPED_WUYI = Path(__file__).parents[1] / "config" / "campaigns" / "2024-五一劳动奖章推荐.toml"
+BROKEN_CAMPAIGNS = {
+    "unknown_type": (('type = "date"', 'type = "datum"'), "只能是 'text', 'int', 'decimal' 或 'date'"),
+    "rule_on_missing_column": (("score <= full_score", "score <= fullscore"), "用到了不存在的栏 fullscore"),
+    "duplicate_label": (('aliases = ["出生日期"]', 'aliases = ["出生日期", "姓名"]'), "表头文字“姓名”对应了不止一栏"),
+    "text_totals_column": (("totals = []", 'totals = ["name"]'), "合计栏 name 不是数字栏"),
+}
+
+
+def broken_campaign(tmp_path: Path, case: str) -> Path:
+    (old, new), _ = BROKEN_CAMPAIGNS[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(SHIPPED_WUYI.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_CAMPAIGNS))
+def test_a_broken_campaign_file_is_one_chinese_line_naming_the_file(tmp_path: Path, case: str) -> None:
+    path = broken_campaign(tmp_path, case)
+    raw = {"campaigns": [{"file": path.name}], "units": UNITS}
+
+    code, lines = check(tmp_path, raw, "--no-connect")
+
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith("✗ 配置文件：") and str(path) in lines[0] and BROKEN_CAMPAIGNS[case][1] in lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_CAMPAIGNS))
+def test_check_campaign_file_validates_one_file_alone(tmp_path: Path, case: str) -> None:
+    result = CliRunner().invoke(main, ["check", "--campaign-file", str(broken_campaign(tmp_path, case))])
+
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [next(l for l in result.output.splitlines() if l.startswith("✗ 征集文件："))]
+    assert BROKEN_CAMPAIGNS[case][1] in result.output
+
+
+def test_check_campaign_file_reports_a_good_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "--campaign-file", str(SHIPPED_WUYI)])
+
+    assert result.exit_code == 0
+    assert "✓ 征集文件：wuyi-2024：2024年山东省五一劳动奖章推荐，截止 2024-03-15 17:00" in result.output
+    assert "candidates（推荐人选，7 栏）" in result.output
+
+
+def test_each_campaign_is_reported_and_a_shared_keyword_of_two_open_ones_fails(tmp_path: Path) -> None:
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).isoformat()
+    raw = {"campaigns": [{"file": "2024-劳动竞赛", "deadline": future, "keywords": ["报送材料", "劳动竞赛"]},
+                         {"file": "2024-五一劳动奖章推荐", "deadline": future, "keywords": ["报送材料"]}],
+           "units": UNITS}
+
+    code, lines = check(tmp_path, raw, "--no-connect")
+
+    campaigns = [entry for entry in lines if entry.startswith("✓ 征集：")]
+    assert [entry.split("：")[1] for entry in campaigns] == ["ldjs-2024", "wuyi-2024"]
+    assert "form1（重点工程类，7 栏）" in campaigns[0] and "candidates（推荐人选" in campaigns[1]
+    assert code == 1
+    assert line(lines, "征集关键词").startswith("✗") and "“报送材料”" in line(lines, "征集关键词")
+    assert "ldjs-2024 和 wuyi-2024" in line(lines, "征集关键词")
+
+
+def test_a_keyword_shared_with_a_closed_campaign_passes(tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    raw = {"campaigns": [{"file": "2024-劳动竞赛", "id": "ldjs-2023", "keywords": ["报送材料"],
+                          "deadline": (now - dt.timedelta(days=30)).isoformat(),
+                          "closes_at": (now - dt.timedelta(days=20)).isoformat()},
+                         {"file": "2024-五一劳动奖章推荐", "deadline": (now + dt.timedelta(days=5)).isoformat(),
+                          "keywords": ["报送材料"]}],
+           "units": UNITS}
+
+    code, lines = check(tmp_path, raw, "--no-connect")
+
+    assert not any(entry[2:].startswith("征集关键词") for entry in lines)
+    assert "停止受理" in next(entry for entry in lines if entry[2:].startswith("截止时间：ldjs-2023"))

@@ -24,7 +24,7 @@ def test_a_minimal_file_gives_working_defaults(tmp_path: Path) -> None:
 
 
 def test_a_missing_key_is_named_in_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"campaign\.deadline"):
+    with pytest.raises(ConfigError, match=r"campaign\.deadline 有误：缺少此项"):
         load_settings(write(tmp_path, '[campaign]\nname = "x"\n'))
 
 
@@ -39,7 +39,7 @@ def test_an_unknown_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_deadline_without_an_offset_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"campaign\.deadline"):
+    with pytest.raises(ConfigError, match=r"campaign\.deadline 有误：需要带时区"):
         load_settings(write(tmp_path, '[campaign]\nname = "x"\ndeadline = 2024-02-25T17:00:00\n'))
 
 
@@ -121,3 +121,38 @@ def test_a_password_imaplib_and_smtplib_cannot_send_is_refused_at_load(tmp_path:
     with pytest.raises(ConfigError, match=rf"{section}\.password.*授权码") as refused:
         load_settings(write(tmp_path, MINIMAL + f'[{section}]\npassword = "网页登录密码"\n'))
     assert "网页登录密码" not in str(refused.value)
+
+
+def test_campaigns_come_from_shipped_files_by_name_with_the_tables_keys_over_them(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, (
+        '[[campaigns]]\nfile = "2024-劳动竞赛"\ndeadline = 2024-03-01T17:00:00+08:00\n'
+        '[[campaigns]]\nfile = "2024-五一劳动奖章推荐"\ncontact = "张三"\n'
+        '[other_mail]\nacknowledge = true\n')))
+    ldjs, wuyi = settings.campaigns
+    assert (ldjs.id, ldjs.deadline.isoformat(), [f.id for f in ldjs.forms]) == (
+        "ldjs-2024", "2024-03-01T17:00:00+08:00", ["form1", "form2"])
+    assert (wuyi.id, wuyi.contact, wuyi.deadline.isoformat()) == ("wuyi-2024", "张三", "2024-03-15T17:00:00+08:00")
+    assert settings.campaign is ldjs and settings.other_mail.acknowledge is True
+    assert [f.key for f in settings.campaign_set.forms] == ["ldjs-2024/form1", "ldjs-2024/form2", "wuyi-2024/candidates"]
+
+
+def test_the_single_campaign_section_is_the_default_campaign_with_the_2024_forms(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL + 'form1_title = "重点工程类汇总表"\n'))
+    (campaign,) = settings.campaigns
+    assert (campaign.id, campaign.name) == ("default", "测试")
+    assert [f.title for f in campaign.forms] == ["重点工程类汇总表", "竞赛项目汇总表（技术技能类、创新创意类、工作推进类）"]
+    assert settings.other_mail.acknowledge is False
+
+
+def test_a_campaign_file_relative_to_the_config_is_read(tmp_path: Path) -> None:
+    shipped = Path(__file__).parents[1] / "config" / "campaigns" / "2024-五一劳动奖章推荐.toml"
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "2025.toml").write_text(
+        shipped.read_text(encoding="utf-8").replace('id = "wuyi-2024"', 'id = "wuyi-2025"'), encoding="utf-8")
+    settings = load_settings(write(tmp_path, '[[campaigns]]\nfile = "campaigns/2025.toml"\n'))
+    assert settings.campaign.id == "wuyi-2025"
+
+
+def test_two_campaigns_under_one_id_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ldjs-2024"):
+        load_settings(write(tmp_path, '[[campaigns]]\nfile = "2024-劳动竞赛"\n[[campaigns]]\nfile = "2024-劳动竞赛"\n'))

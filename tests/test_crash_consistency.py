@@ -51,7 +51,7 @@ def mailbox_content() -> list[tuple[bytes, dt.datetime]]:
     return [
         (valid, at(9)),
         (submission_mail(("青岛市总工会", "qingdao@example.cn"), unit="青岛市总工会", date=at(8)), at(8)),
-        (mime_message(sender=("淄博市总工会", "zibo@example.cn"), subject="请问", body="截止时间？", attachments=[],
+        (mime_message(sender=("淄博市总工会", "zibo@example.cn"), subject="请问竞赛项目", body="截止时间？", attachments=[],
                       date=at(7)), at(7)),
         (mime_message(sender=("济南市总工会", "jinan@example.cn"), subject="自动回复", body="不在", attachments=[],
                       date=at(6), extra_headers={"Auto-Submitted": "auto-replied"}), at(6)),

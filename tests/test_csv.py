@@ -15,12 +15,12 @@ def test_it_reads_form2_in_the_encodings_excel_and_wps_write(encoding: str) -> N
     report = parse(fx.csv_file(fx.form_sheet(2, total="value"), encoding=encoding), "济南市.csv")
     assert report.kind is FileKind.CSV and report.problems == []
     (table,) = report.forms
-    assert table.unit == fx.UNIT and [r.competition for r in table.rows] == [r[0] for r in fx.FORM2_ROWS]
+    assert table.unit == fx.UNIT and [r.values["competition"] for r in table.rows] == [r[0] for r in fx.FORM2_ROWS]
 
 
 def test_it_sniffs_a_tab_delimiter() -> None:
     report = parse(fx.csv_file(fx.form_sheet(1, total="value"), delimiter="\t"), "tab.csv")
-    assert len(report.forms[0].rows) == 3 and report.forms[0].rows[0].investment == fx.FORM1_ROWS[0][6]
+    assert len(report.forms[0].rows) == 3 and report.forms[0].rows[0].values["investment"] == str(fx.FORM1_ROWS[0][6])
 
 
 def test_a_short_gb18030_text_is_not_mistaken_for_utf16() -> None:

@@ -117,9 +117,9 @@ def test_it_shows_the_board_and_totals_of_current_submissions(digest) -> None:
     assert "山东能源集团工会（企业）：未报送" in digest.text
     assert "青岛市总工会（城市）：需修改，2024-02-23 12:00 到达，问题 1 个" in digest.text
     totals = digest.text.split("五、汇总数据")[1]
-    assert "表1（重点工程类）：2 个单位，3 个项目" in totals
-    assert "表2（技术技能类、创新创意类、工作推进类）：2 个单位，4 个项目" in totals
-    assert "预计参赛企业 30 家，参赛职工 1500 人，年度投资总额 37.5 亿元" in totals
+    assert "表1（重点工程类）：2 个单位，3 项；预计参赛企业 30 家，预计参赛非公企业 15 家，" in totals
+    assert "预计参赛职工 1500 人，预计参赛非公企业职工 750 人，年度投资总额 37.5 亿元" in totals
+    assert "表2（技术技能类、创新创意类、工作推进类）：2 个单位，4 项；预计初赛 800 人，预计决赛 120 人" in totals
 
 
 def test_the_html_part_is_a_phone_sized_page_with_escaped_content(digest) -> None:

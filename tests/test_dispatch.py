@@ -11,14 +11,17 @@ import pytest
 
 from config.settings import LimitsSettings, ParsingSettings
 from parsers.dispatch import parse_file
+from parsers.forms import FormSet
 from parsers.model import FileKind, PdfReport, Problem, ProblemCode
 from tests.fixtures import forms as fx
 from tests.fixtures.forms import codes, parse
+from tests.support.campaigns import DEFAULT_FORMS
 
 
 def test_it_records_name_kind_hash_size_and_parent() -> None:
     data = fx.notice_xlsx(1)
-    report = parse_file(data, "表1.xlsx", limits=LimitsSettings(), parsing=ParsingSettings(), parent="材料.zip")
+    report = parse_file(data, "表1.xlsx", limits=LimitsSettings(), parsing=ParsingSettings(), forms=DEFAULT_FORMS,
+                        parent="材料.zip")
     assert (report.name, report.kind, report.size, report.parent) == ("表1.xlsx", FileKind.XLSX, len(data), "材料.zip")
     assert report.sha256 == hashlib.sha256(data).hexdigest()
 
@@ -63,7 +66,7 @@ def test_an_image_has_no_forms_and_no_problems() -> None:
 def test_a_reader_that_fails_becomes_an_unreadable_file_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     import parsers.recognize
 
-    def explode(grids: object) -> None:
+    def explode(grids: object, forms: object) -> None:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(parsers.recognize, "find_layouts", explode)
@@ -74,13 +77,14 @@ def test_a_reader_that_fails_becomes_an_unreadable_file_problem(monkeypatch: pyt
 def test_a_pdf_goes_to_the_pdf_inspector(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
 
-    def inspect_pdf(data: bytes, name: str, *, parsing: object, limits: object) -> tuple[PdfReport, list[Problem]]:
-        seen.append(name)
+    def inspect_pdf(data: bytes, name: str, *, parsing: object, limits: object, forms: FormSet
+                    ) -> tuple[PdfReport, list[Problem]]:
+        seen.append((name, forms))
         return PdfReport(pages=1, has_text=True, seal=True), []
 
     monkeypatch.setitem(sys.modules, "parsers.pdf", types.SimpleNamespace(inspect_pdf=inspect_pdf))
     report = parse(b"%PDF-1.7\n%stub\n", "盖章版.pdf")
-    assert seen == ["盖章版.pdf"] and report.kind is FileKind.PDF and report.pdf.seal is True
+    assert seen == [("盖章版.pdf", DEFAULT_FORMS)] and report.kind is FileKind.PDF and report.pdf.seal is True
 
 
 def test_the_report_survives_a_trip_to_a_worker_process() -> None:

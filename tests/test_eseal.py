@@ -21,13 +21,13 @@ from config.settings import LimitsSettings, ParsingSettings
 from intake.app import App
 from intake.export import export_document
 from intake.runs import poll_once
-from intake.samples import FORM1_ROWS, form_workbook, mime_message, scanned_page, scanned_pdf
+from intake.samples import form_workbook, mime_message, scanned_page, scanned_pdf
 from parsers.dispatch import parse_file
 from parsers.esign import signer_from_der
 from parsers.filetypes import detect_kind
-from parsers.forms import FORM1
 from parsers.model import FileKind, FileReport, ProblemCode, SealKind
 from parsers.ofd import resolve
+from tests.support.campaigns import DEFAULT_FORMS, FORM1
 from tests.support.dovecot import Dovecot
 from tests.support.eseal import (
     SM2_SM3,
@@ -64,7 +64,7 @@ def _png(*, seal: bool) -> bytes:
 
 
 def parse(data: bytes, name: str) -> FileReport:
-    return parse_file(data, name, limits=LimitsSettings(), parsing=ParsingSettings())
+    return parse_file(data, name, limits=LimitsSettings(), parsing=ParsingSettings(), forms=DEFAULT_FORMS)
 
 
 def codes(report: FileReport) -> list[ProblemCode]:
@@ -137,7 +137,7 @@ def test_a_signed_ofd_counts_as_electronically_sealed_and_its_text_is_read(signe
 
     assert report.kind is FileKind.OFD
     assert (report.pdf.seal, report.pdf.seal_kind, report.pdf.signer) == (True, SealKind.ELECTRONIC, UNIT)
-    assert (report.pdf.unit, report.pdf.forms, report.pdf.has_text) == (UNIT, [1], True)
+    assert (report.pdf.unit, report.pdf.forms, report.pdf.has_text) == (UNIT, [FORM1.key], True)
     assert codes(report) == [ProblemCode.E_SEAL_UNVERIFIED]
 
 
@@ -196,7 +196,7 @@ def test_an_e_sealed_submission_is_accepted_through_imap_to_the_export(
     name, stamped, kind, seal, seal_kind = _shapes(signer, unstamped_scan)[case]
     folder = f"eseal-{case}"
     arrived = DEADLINE - dt.timedelta(days=1)
-    workbook = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", UNIT, FORM1_ROWS)
+    workbook = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", UNIT)
     dovecot.append(mime_message(sender=SENDER, subject=f"{UNIT}竞赛项目申报", body=f"请查收。\n{UNIT}",
                                 attachments=[("附件1.xlsx", workbook), (name, stamped)], date=arrived),
                    arrived, folder=folder)

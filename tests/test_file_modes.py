@@ -56,7 +56,7 @@ def site(tmp_path: Path, campaign_name: str = "2024年度测试竞赛") -> Path:
         stamp = (DEADLINE - dt.timedelta(hours=hours)).timestamp()
         os.utime(mail, (stamp, stamp))
     raw = settings_as_toml(intake_settings(tmp_path))
-    raw["campaign"]["name"] = campaign_name
+    raw["campaigns"][0]["name"] = campaign_name
     raw["mailbox"] = {"source": "maildir", "maildir": "maildir"}
     raw["database"]["url"] = "sqlite:///data/intake.db"
     raw["storage"]["path"] = "var/files"

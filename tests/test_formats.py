@@ -62,7 +62,7 @@ def test_each_shape_is_read_as_the_form_it_holds(shape: Shape) -> None:
     report = parse(shape.build(), shape.name)
     (table,) = report.forms
     assert (report.kind, report.problems) == (shape.kind, [])
-    assert (table.form, table.unit, len(table.rows)) == (shape.form, fx.UNIT, _expected_rows(shape.form))
+    assert (table.form, table.unit, len(table.rows)) == (fx.KEYS[shape.form], fx.UNIT, _expected_rows(shape.form))
     assert table.totals is not None and all(v is not None for v in table.totals.values())
 
 
@@ -73,7 +73,7 @@ def test_an_html_table_keeps_its_spanned_header_and_names_cells_as_excel_does() 
     (problem,) = report.problems
     # Title, unit line, two header rows, then data: the second row is row 6; 初赛 is column F.
     assert (problem.code, problem.cell) == (ProblemCode.NON_NUMERIC, "附件2!F6")
-    assert [r.prelim for r in report.forms[0].rows] == [300, None]
+    assert [r.values["prelim"] for r in report.forms[0].rows] == [300, None]
 
 
 def test_a_span_bomb_in_an_html_table_is_too_large() -> None:

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from tests.support.campaigns import FORM1, FORM2
 from typing import Any
 
 import openpyxl
@@ -28,7 +29,7 @@ from intake.app import App
 from intake.pipeline import Location, ingest
 from intake.samples import mime_message
 from notifications.workbook import HEADER_ROW, PROBLEMS_SHEET, UNSHOWABLE, build_workbook, sheet_title
-from parsers.forms import FORM1, FORM2, FormSpec, ValueType
+from parsers.forms import FormSpec, ValueType
 from tests.fixtures.forms import Sheet, csv_file, form_sheet
 from tests.support.intake_env import DEADLINE, intake_settings
 

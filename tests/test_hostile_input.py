@@ -21,12 +21,13 @@ import pytest
 
 from intake.app import App
 from intake.pipeline import Location, ingest
-from intake.samples import FORM1_ROWS
+from intake.samples import sample_rows
 from storage.models import Message, MessageState, ReplyKind, Submission, SubmissionStatus
 from tests.fixtures import scans
 from tests.fixtures.forms import encrypted_xlsx, entity_bomb_xlsx
 from tests.support import archives
 from tests.support import hostile as h
+from tests.support.campaigns import FORM1
 from tests.support.intake_env import intake_settings
 
 SECONDS_PER_FILE = 20.0
@@ -55,7 +56,7 @@ def _only_name(expected: str) -> Callable[[Message], None]:
 
 
 def _kept_values(message: Message) -> None:
-    assert len(message.submission.form1_rows) == len(FORM1_ROWS)
+    assert len(message.submission.rows_of("form1")) == len(sample_rows(FORM1))
 
 
 def _no_files(message: Message) -> None:
@@ -268,7 +269,7 @@ class Corpus:
 def _loaded(session, message: Message) -> Message:  # noqa: ANN001
     """The message with everything the checks read loaded, usable after the session ends."""
     submission = message.submission
-    for relation in (submission.files, submission.problems, submission.form1_rows):
+    for relation in (submission.files, submission.problems, submission.rows):
         list(relation)
     session.expunge(message)
     return message

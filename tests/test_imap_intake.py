@@ -213,7 +213,7 @@ def test_id_is_sent_after_login_and_before_select(tmp_path: Path, mailserver: Do
 
 
 def test_a_message_without_attachments_is_recorded_so_it_is_never_fetched_again(app: App, mailserver: Dovecot) -> None:
-    raw = mime_message(sender=("济南市总工会", "jinan@example.cn"), subject="请问截止时间？", body="请问截止时间是哪天？",
+    raw = mime_message(sender=("济南市总工会", "jinan@example.cn"), subject="请问竞赛项目截止时间？", body="请问截止时间是哪天？",
                        attachments=[], date=DEADLINE - dt.timedelta(days=3))
     mailserver.append(raw, DEADLINE - dt.timedelta(days=3))
 

@@ -6,15 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.forms import FORM1, FORM2, FORMS
 from parsers.labels import header_fields, is_note, is_total, match_header, normalize
+from tests.support.campaigns import DEFAULT_FORMS, FORM1, FORM2
 
-OFFICIAL = [(spec.number, column) for spec in FORMS for column in spec.columns]
+NUMBER = {FORM1.key: 1, FORM2.key: 2}  # the notice calls its forms 1 and 2
+OFFICIAL = [(NUMBER[spec.key], column) for spec in DEFAULT_FORMS for column in spec.columns]
 WIDE_BRACKETS = str.maketrans("()", "（）")
 
 
 def fields(text: str) -> set[tuple[int, str]]:
-    return {(m.form, m.column.field) for m in match_header(text)}
+    return {(NUMBER[m.form], m.column.field) for m in match_header(text, DEFAULT_FORMS)}
 
 
 def test_it_reads_a_header_broken_over_lines() -> None:
@@ -51,7 +52,7 @@ def test_any_official_label_with_stray_spaces_and_breaks_matches_its_column(offi
 
 @pytest.mark.parametrize("text", ["合计", "合 计", "总计", "合计：", "合\u3000计"])
 def test_it_recognises_the_total_row_label(text: str) -> None:
-    assert is_total(text)
+    assert is_total(text, DEFAULT_FORMS)
 
 
 @pytest.mark.parametrize("text", ["注：1.此表由各单位汇总填报", "填表说明", "联系人：张三", "注1：人数填整数"])
@@ -65,11 +66,11 @@ def test_a_competition_that_starts_like_a_note_is_data() -> None:
 
 def test_it_reads_unit_and_date_from_one_line() -> None:
     line = "汇总单位（公章）：济南市总工会        填写日期：2024年2月20日"
-    assert header_fields(line) == {"unit": "济南市总工会", "date": "2024年2月20日"}
+    assert header_fields(line, DEFAULT_FORMS) == {"unit": "济南市总工会", "date": "2024年2月20日"}
 
 
 def test_a_label_alone_leaves_its_value_to_the_next_cell() -> None:
-    assert header_fields("汇总单位：") == {"unit": ""}
+    assert header_fields("汇总单位：", DEFAULT_FORMS) == {"unit": ""}
 
 
 def test_both_forms_share_only_the_competition_column() -> None:

@@ -22,10 +22,10 @@ from intake.app import App
 from intake.export import export_document
 from intake.links import CHINA, LinkFetchError, fetch_link, find_links
 from intake.runs import poll_once
-from intake.samples import FORM1_ROWS, form_workbook
+from intake.samples import form_workbook
 from notifications.digest import attention_groups
 from intake.board import build_board
-from parsers.forms import FORM1
+from tests.support.campaigns import FORM1
 from storage.models import OutboxItem, Submission, SubmissionStatus
 from tests.fixtures.link_bodies import FORWARDED_TEXT, NETEASE_HTML, NETEASE_TEXT, QQ_HTML
 from tests.support.dovecot import Dovecot
@@ -109,7 +109,7 @@ def test_a_linked_pdf_beside_the_form_awaits_download_and_is_never_called_missin
         tmp_path: Path, mailbox: Dovecot, smtp_sink: SmtpSink) -> None:
     arrived = DEADLINE - dt.timedelta(hours=5)
     pdf_only_html = NETEASE_HTML.split('<div style="clear:both;height:36px;padding:6px 4px;"><div style="float:left;width:36px;"><a href="https://dashi')[0]
-    xlsx = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", FORM1_ROWS)
+    xlsx = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会")
     mailbox.append(link_mail(html=pdf_only_html, text=NETEASE_TEXT, attachments=[("附件1.xlsx", xlsx)], date=arrived), arrived)
     settings = intake_settings(tmp_path, dovecot=mailbox, smtp={
         "mode": "send", "host": smtp_sink.host, "port": smtp_sink.port, "security": "none",

@@ -11,6 +11,7 @@ from config.settings import LimitsSettings, ParsingSettings
 from parsers import ocr
 from parsers.pdf import inspect_pdf
 from tests.fixtures import scans
+from tests.support.campaigns import DEFAULT_FORMS, FORM1
 
 
 def test_it_uses_the_models_inside_the_rapidocr_wheel() -> None:
@@ -21,16 +22,16 @@ def test_it_uses_the_models_inside_the_rapidocr_wheel() -> None:
 
 def test_it_does_not_run_ocr_when_it_is_off() -> None:
     report, _ = inspect_pdf(scans.sealed_scan(), "扫描.pdf", parsing=ParsingSettings(ocr=False),
-                            limits=LimitsSettings())
+                            limits=LimitsSettings(), forms=DEFAULT_FORMS)
     assert report is not None and report.ocr_used is False and report.unit is None
 
 
 @pytest.mark.slow
 def test_ocr_reads_the_unit_and_totals_through_the_seal_of_a_scan() -> None:
     report, _ = inspect_pdf(scans.sealed_scan(), "扫描.pdf", parsing=ParsingSettings(ocr=True),
-                            limits=LimitsSettings())
+                            limits=LimitsSettings(), forms=DEFAULT_FORMS)
     assert report is not None and report.ocr_used is True
     assert report.unit == scans.UNIT
-    assert report.forms == [1]
-    assert report.totals == scans.FORM1_SHEET.totals
+    assert report.forms == [FORM1.key]
+    assert report.totals == scans.FORM1_SHEET.keyed_totals
     assert ocr.engine() is ocr.engine()  # loaded once, reused

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from intake.app import App
 from intake.runs import poll_once
-from intake.samples import FORM1_ROWS, form_workbook, mime_message
-from parsers.forms import FORM1
+from intake.samples import form_workbook, mime_message
+from tests.support.campaigns import FORM1
 from storage.models import Submission
 from tests.fixtures.scans import sealed_scan
 from tests.support.dovecot import Dovecot
@@ -27,7 +27,7 @@ def test_a_scan_naming_another_unit_is_flagged_after_the_receipt_went_out(tmp_pa
     try:
         # The workbook is Qingdao's; the stamped scan (read only by OCR) is Jinan's.
         raw = mime_message(sender=("青岛市总工会", "qingdao@example.cn"), subject="青岛报送", body="请查收",
-                           attachments=[("青岛附件1.xlsx", form_workbook(FORM1, "表", "青岛市总工会", FORM1_ROWS)),
+                           attachments=[("青岛附件1.xlsx", form_workbook(FORM1, "表", "青岛市总工会")),
                                         ("盖章件.pdf", sealed_scan())],
                            date=DEADLINE - dt.timedelta(hours=1))
         server.append(raw, DEADLINE - dt.timedelta(hours=1))

@@ -10,15 +10,16 @@ from hypothesis import strategies as st
 
 from config.settings import LimitsSettings, ParsingSettings
 from parsers.model import PdfReport, Problem, ProblemCode
-from parsers.pdf import inspect_pdf
+from parsers.pdf import inspect_pdf, total_key
 from tests.fixtures import scans
+from tests.support.campaigns import DEFAULT_FORMS, FORM1, FORM2
 
 PARSING, LIMITS = ParsingSettings(), LimitsSettings()
 
 
 def inspect(data: bytes, name: str = "汇总表.pdf", *, parsing: ParsingSettings = PARSING,
             limits: LimitsSettings = LIMITS) -> tuple[PdfReport | None, list[Problem]]:
-    return inspect_pdf(data, name, parsing=parsing, limits=limits)
+    return inspect_pdf(data, name, parsing=parsing, limits=limits, forms=DEFAULT_FORMS)
 
 
 def codes(problems: list[Problem]) -> list[ProblemCode]:
@@ -39,13 +40,13 @@ def test_it_reads_unit_forms_and_totals_from_a_text_layer() -> None:
     report, _ = inspect(scans.text_layer_pdf((scans.FORM1_SHEET, scans.FORM2_SHEET)))
     assert report is not None and report.has_text
     assert report.unit == "济南市总工会"
-    assert report.forms == [1, 2]
-    assert report.totals == {**scans.FORM1_SHEET.totals, **scans.FORM2_SHEET.totals}
+    assert report.forms == [FORM1.key, FORM2.key]
+    assert report.totals == {**scans.FORM1_SHEET.keyed_totals, **scans.FORM2_SHEET.keyed_totals}
 
 
 def test_it_reads_totals_from_a_table_printed_without_grid_lines() -> None:
     report, _ = inspect(scans.text_layer_pdf((scans.FORM2_SHEET,), ruled=False))
-    assert report is not None and report.totals == scans.FORM2_SHEET.totals
+    assert report is not None and report.totals == scans.FORM2_SHEET.keyed_totals
 
 
 def test_it_leaves_a_blank_total_cell_empty_instead_of_shifting_figures() -> None:
@@ -53,7 +54,7 @@ def test_it_leaves_a_blank_total_cell_empty_instead_of_shifting_figures() -> Non
     del totals["private_enterprises"]
     sheet = dataclasses.replace(scans.FORM1_SHEET, totals=totals)
     report, _ = inspect(scans.text_layer_pdf((sheet,)))
-    assert report is not None and report.totals == {**totals, "private_enterprises": None}
+    assert report is not None and report.totals == {**sheet.keyed_totals, total_key(FORM1.key, "private_enterprises"): None}
 
 
 def test_it_flags_an_encrypted_pdf() -> None:

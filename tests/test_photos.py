@@ -22,12 +22,12 @@ from intake.app import App
 from intake.decide import completeness
 from intake.export import export_document
 from intake.runs import poll_once
-from intake.samples import FORM1_ROWS, form_workbook, mime_message
+from intake.samples import form_workbook, mime_message, sample_rows
 from parsers.dispatch import parse_file
-from parsers.forms import FORM1
 from parsers.model import FileKind, FileReport, ProblemCode, report_from_json, report_to_json
 from storage.models import OutboxItem
 from tests.fixtures import shapes
+from tests.support.campaigns import DEFAULT_FORMS, FORM1
 from tests.support.dovecot import Dovecot
 from tests.support.intake_env import DEADLINE, intake_settings
 
@@ -39,7 +39,7 @@ PHOTOS: dict[str, tuple[str, Callable[[], bytes]]] = {
 
 
 def _parse(data: bytes, name: str, **parsing: object) -> FileReport:
-    return parse_file(data, name, limits=LimitsSettings(), parsing=ParsingSettings(**parsing))
+    return parse_file(data, name, limits=LimitsSettings(), parsing=ParsingSettings(**parsing), forms=DEFAULT_FORMS)
 
 
 def _page_size(pdf: bytes) -> tuple[float, float]:
@@ -126,7 +126,7 @@ def test_a_workbook_and_a_photo_through_the_mailbox_are_accepted(app: tuple[App,
                                                                  build: Callable[[], bytes]) -> None:
     application, mailbox = app
     when = DEADLINE - dt.timedelta(days=1)
-    workbook = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", FORM1_ROWS)
+    workbook = form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", sample_rows(FORM1))
     mailbox.append(mime_message(sender=("济南市总工会", "jinan@example.cn"), subject="济南市总工会竞赛项目申报",
                                 body="请查收。", attachments=[("附件1.xlsx", workbook), (name, build())], date=when), when)
 
@@ -139,7 +139,7 @@ def test_a_workbook_and_a_photo_through_the_mailbox_are_accepted(app: tuple[App,
     assert submission["status"] == "accepted"
     assert [(f["name"], f["kind"], f["seal"]) for f in submission["files"]] == [("附件1.xlsx", "xlsx", None),
                                                                                (name, "photo", True)]
-    assert (submission["has_pdf"], submission["seal"], len(submission["form1_rows"])) == (True, True, len(FORM1_ROWS))
+    assert (submission["has_pdf"], submission["seal"], len(submission["form1_rows"])) == (True, True, len(sample_rows(FORM1)))
     assert [(p["code"], p["severity"]) for p in submission["problems"]] == [("photo_not_pdf", "warning")]
     assert f"{name}（照片，已按盖章件处理）" in body
     # The PDF made from the photo is kept in the archive beside the original.

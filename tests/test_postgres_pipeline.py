@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -48,8 +47,8 @@ def test_the_pipeline_stores_the_same_verdicts_on_either_database(
         with app.db.session() as session:
             submissions = session.scalars(select(Submission).order_by(Submission.id)).all()
             assert [s.late for s in submissions] == [False, False, False, True]
-            assert all(len(s.form1_rows) == 2 for s in submissions)
-            assert submissions[0].form1_rows[0].investment == Decimal("45.6")
+            assert all(len(s.rows_of("form1")) == 2 for s in submissions)
+            assert submissions[0].rows_of("form1")[0].values["investment"] == "45.6"
             assert session.scalar(select(func.count()).select_from(OutboxItem)) == 4
     assert len(smtp_sink.messages) == 4
 

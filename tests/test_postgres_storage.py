@@ -22,8 +22,7 @@ from storage.locks import claim_message, exclusive
 from storage.migrate import alembic_config
 from storage.models import (
     Base,
-    Form1Record,
-    Form2Record,
+    FormRowRecord,
     MailboxCursor,
     Message,
     OutboxItem,
@@ -96,10 +95,11 @@ def test_a_submission_with_files_problems_and_rows_round_trips(db: Database) -> 
         submission.problems.append(
             ProblemRecord(code="non_numeric", severity="error", message="D7 不是数字", cell="Sheet1!D7")
         )
-        submission.form1_rows.append(
-            Form1Record(ordinal=1, project="黄河大桥", investment=Decimal("12.3456"), workers=300)
-        )
-        submission.form2_rows.append(Form2Record(ordinal=1, seq="1", event="焊工", prelim=120, final=30))
+        # Values in their plain form (parsers.forms.plain): a decimal as exact text, a count as an int.
+        submission.rows.append(FormRowRecord(form="form1", ordinal=1,
+                                             values={"project": "黄河大桥", "investment": "12.3456", "workers": 300}))
+        submission.rows.append(FormRowRecord(form="form2", ordinal=1,
+                                             values={"seq": "1", "event": "焊工", "prelim": 120, "final": 30}))
         session.add(submission)
     with db.session() as session:
         stored = session.scalars(select(Submission)).one()
@@ -110,9 +110,10 @@ def test_a_submission_with_files_problems_and_rows_round_trips(db: Database) -> 
         assert stored.unit == "济南市总工会"
         assert [f.name for f in stored.files] == ["汇总表.xlsx"]
         assert [(p.code, p.cell) for p in stored.problems] == [("non_numeric", "Sheet1!D7")]
-        investment = stored.form1_rows[0].investment
-        assert isinstance(investment, Decimal) and investment == Decimal("12.3456")
-        assert (stored.form2_rows[0].event, stored.form2_rows[0].final) == ("焊工", 30)
+        form1, form2 = stored.rows_of("form1")[0].values, stored.rows_of("form2")[0].values
+        assert (form1["investment"], form1["workers"]) == ("12.3456", 300)
+        assert Decimal(form1["investment"]) == Decimal("12.3456")
+        assert (form2["event"], form2["final"]) == ("焊工", 30)
 
 
 def test_imap_uids_beyond_the_signed_32_bit_range_round_trip(db: Database) -> None:
@@ -137,12 +138,12 @@ def test_over_long_values_from_senders_are_stored_whole(db: Database) -> None:
         submission = Submission(
             message=message, status=SubmissionStatus.ACCEPTED, content_status=SubmissionStatus.ACCEPTED
         )
-        submission.form2_rows.append(Form2Record(ordinal=1, seq=seq))
+        submission.rows.append(FormRowRecord(form="form2", ordinal=1, values={"seq": seq}))
         session.add(submission)
     with db.session() as session:
         stored = session.scalars(select(Submission)).one()
         assert (stored.message.message_id, stored.message.from_address) == (message_id, address)
-        assert stored.form2_rows[0].seq == seq
+        assert stored.rows_of("form2")[0].values["seq"] == seq
 
 
 def test_a_nul_character_from_a_sender_is_stored_as_a_replacement_character(db: Database) -> None:

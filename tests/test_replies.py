@@ -75,7 +75,7 @@ def sink_settings(sink: SmtpSink, **smtp: object) -> Settings:
 
 
 CASES = {
-    ReplyKind.RECEIPT: (lambda: make_submission(), "【已收到】", "重点工程类 3 项、合计投资 12.5 亿元"),
+    ReplyKind.RECEIPT: (lambda: make_submission(), "【已收到】", "重点工程类 3 项、预计参赛企业 26 家、预计参赛非公企业 10 家、预计参赛职工 5900 人、预计参赛非公企业职工 2350 人、年度投资总额 12.5 亿元"),
     ReplyKind.LATE: (lambda: make_submission(late=True), "【逾期】", "办公室将另行研究是否受理"),
     ReplyKind.INCOMPLETE: (
         lambda: make_submission(status=S.INCOMPLETE, pdf=False), "【材料不全】", "缺少加盖公章的扫描版 PDF 文件"

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from intake.app import App
 from intake.runs import poll_once
-from intake.samples import FORM1_ROWS, form_workbook, mime_message
-from parsers.forms import FORM1
+from intake.samples import form_workbook, mime_message
+from tests.support.campaigns import FORM1
 from storage.models import Message, OutboxItem, OutboxState, Submission, SubmissionStatus
 from tests.support.dovecot import Dovecot
 from tests.support.intake_env import DEADLINE, intake_settings, stamped_pdf, submission_mail
@@ -53,7 +53,7 @@ def test_each_reply_kind_arrives_threaded_under_the_mail_in_chinese(tmp_path: Pa
         "receipt": submission_mail(subject="按时报送", date=before),
         "late": submission_mail(subject="逾期报送", date=DEADLINE + dt.timedelta(minutes=5)),
         "incomplete": mime_message(sender=JINAN, subject="只有表格", body="请查收", date=before,
-                                   attachments=[("附件1.xlsx", form_workbook(FORM1, "表", "济南市总工会", FORM1_ROWS))]),
+                                   attachments=[("附件1.xlsx", form_workbook(FORM1, "表", "济南市总工会"))]),
         "invalid": mime_message(sender=JINAN, subject="有错的表", body="请查收", date=before,
                                 attachments=[("附件1.xlsx", bad), ("盖章.pdf", stamped_pdf())]),
     }

@@ -49,8 +49,8 @@ def test_the_receipt_lists_files_forms_totals_and_arrival_time() -> None:
     for part in (text, html):
         assert "2024年2月23日 10:15:30" in part
         assert "宁波市总工会竞赛项目汇总表（盖章）.pdf" in part and XLSX in part
-        assert "重点工程类 3 项、合计投资 12.5 亿元" in part
-        assert "技术技能类、创新创意类、工作推进类 2 项、预计初赛 1200 人、决赛 90 人" in part
+        assert "重点工程类 3 项、预计参赛企业 26 家、" in part and "、年度投资总额 12.5 亿元" in part
+        assert "技术技能类、创新创意类、工作推进类 2 项、预计初赛 1200 人、预计决赛 90 人" in part
         assert "省总工会经济技术部 张老师" in part
 
 

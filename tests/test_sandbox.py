@@ -21,13 +21,14 @@ from parsers.model import FileKind, FileReport, report_to_json
 from storage.locks import exclusive
 from storage.models import MessageState
 from tests.support import hostile as h
+from tests.support.campaigns import DEFAULT_FORMS
 from tests.support.dovecot import Dovecot
 from tests.support.intake_env import intake_settings, submission_mail
 
 
 @pytest.fixture
 def worker() -> Iterator[ParseWorker]:
-    parser = ParseWorker(LimitsSettings(), ParsingSettings(seal_detection=False), idle_poll_seconds=0.02)
+    parser = ParseWorker(LimitsSettings(), ParsingSettings(seal_detection=False), DEFAULT_FORMS, idle_poll_seconds=0.02)
     yield parser
     parser.close()
 
@@ -73,7 +74,7 @@ def _compromised_serve(conn: Connection, memory_bytes: int, idle_poll_seconds: f
 def test_a_compromised_worker_cannot_make_the_parent_unpickle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(sandbox, "_serve", _compromised_serve)
     marker = tmp_path / f"unpickled-{uuid.uuid4().hex}"
-    parser = ParseWorker(LimitsSettings(), ParsingSettings())
+    parser = ParseWorker(LimitsSettings(), ParsingSettings(), DEFAULT_FORMS)
     try:
         report = parser.parse(b"x", str(marker))
     finally:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from config.settings import LimitsSettings
-from parsers.model import FileKind, Form1Row, Form2Row
+from parsers.model import FileKind, Row
 from parsers.spreadsheet import read_xlsx_openpyxl
 from tests.fixtures import forms as fx
 from tests.fixtures.forms import codes, parse
@@ -23,20 +23,22 @@ def test_it_reads_the_notice_layout_of_each_form(form: int) -> None:
     report = parse(fx.notice_xlsx(form), f"济南市表{form}.xlsx")
     assert report.kind is FileKind.XLSX and report.problems == []
     (table,) = report.forms
-    assert (table.form, table.location, table.unit, table.filled_date) == (form, "Sheet1", fx.UNIT, fx.DATE)
+    assert (table.form, table.location, table.unit, table.filled_date) == (fx.KEYS[form], "Sheet1", fx.UNIT, fx.DATE)
     assert len(table.rows) == len(fx.SAMPLE_ROWS[form])
 
 
 def test_it_types_every_field_of_a_form1_row_and_notes_where_it_starts() -> None:
     row = parse(fx.notice_xlsx(1), "a.xlsx").forms[0].rows[0]
-    assert row == Form1Row("济南市重点工程建设劳动竞赛", "济南轨道交通3号线二期工程", 12, 8, 1500, 900,
-                           Decimal("45.6"), cell="Sheet1!A4")
+    assert row == Row({"competition": "济南市重点工程建设劳动竞赛", "project": "济南轨道交通3号线二期工程",
+                       "enterprises": 12, "private_enterprises": 8, "workers": 1500, "private_workers": 900,
+                       "investment": "45.6"}, cell="Sheet1!A4")
 
 
 def test_it_types_every_field_of_a_form2_row() -> None:
     row = parse(fx.notice_xlsx(2), "a.xlsx").forms[0].rows[1]
-    assert row == Form2Row("2", "济南市数控车工技能大赛", "济南市总工会", "济南职业学院", "数控车工", 200, 20,
-                           "2024年9月 章丘", cell="Sheet1!A5")
+    assert row == Row({"seq": "2", "competition": "济南市数控车工技能大赛", "organizer": "济南市总工会",
+                       "undertaker": "济南职业学院", "event": "数控车工", "prelim": 200, "final": 20,
+                       "final_time_place": "2024年9月 章丘"}, cell="Sheet1!A5")
 
 
 def test_it_reads_the_cached_values_of_sum_formulas_in_the_total_row() -> None:
@@ -46,7 +48,7 @@ def test_it_reads_the_cached_values_of_sum_formulas_in_the_total_row() -> None:
 def test_it_reads_numbers_stored_as_text() -> None:
     report = parse(fx.xlsx(fx.form_sheet(1, as_text=True)), "a.xlsx")
     assert report.problems == []
-    assert report.forms[0].rows[2].workers == 1200 and report.forms[0].rows[0].investment == Decimal("45.6")
+    assert report.forms[0].rows[2].values["workers"] == 1200 and report.forms[0].rows[0].values["investment"] == "45.6"
 
 
 def test_it_reads_all_rows_of_a_wps_file_that_declares_a1_as_its_dimension() -> None:
@@ -68,7 +70,7 @@ def test_it_reads_both_forms_as_xls(form: int) -> None:
 
 def test_it_finds_both_forms_in_one_workbook() -> None:
     report = parse(fx.both_forms_xlsx(), "both.xlsx")
-    assert [(t.form, t.location) for t in report.forms] == [(1, "重点工程类"), (2, "技术技能类")]
+    assert [(t.form, t.location) for t in report.forms] == [(fx.KEYS[1], "重点工程类"), (fx.KEYS[2], "技术技能类")]
 
 
 def test_it_merges_a_form_split_over_sheets_and_checks_the_grand_total() -> None:
@@ -81,7 +83,7 @@ def test_it_merges_a_form_split_over_sheets_and_checks_the_grand_total() -> None
 def test_it_tolerates_extra_columns_and_a_missing_sequence_column() -> None:
     report = parse(fx.xlsx(fx.form_sheet(2, seq=False, extras=("类别", "备注", "联系人"))), "x.xlsx")
     rows = report.forms[0].rows
-    assert report.problems == [] and [r.prelim for r in rows] == [300, 200] and rows[0].seq is None
+    assert report.problems == [] and [r.values["prelim"] for r in rows] == [300, 200] and rows[0].values["seq"] is None
 
 
 def test_it_finds_a_header_that_is_not_on_the_first_rows() -> None:
@@ -91,7 +93,7 @@ def test_it_finds_a_header_that_is_not_on_the_first_rows() -> None:
 
 def test_it_reads_a_header_spanning_two_rows() -> None:
     report = parse(fx.xlsx(fx.form_sheet(2, two_row_header=True)), "two.xlsx")
-    assert report.problems == [] and [(r.prelim, r.final) for r in report.forms[0].rows] == [(300, 30), (200, 20)]
+    assert report.problems == [] and [(r.values["prelim"], r.values["final"]) for r in report.forms[0].rows] == [(300, 30), (200, 20)]
 
 
 def test_note_rows_under_the_table_are_not_data() -> None:
@@ -110,7 +112,7 @@ def test_a_competition_merged_down_over_its_projects_fills_each_row() -> None:
     sheet.cells.pop((4, 1))
     sheet.merges.append((3, 1, 4, 1))  # 竞赛名称 of the first two projects in one cell
     rows = parse(fx.xlsx(sheet), "m.xlsx").forms[0].rows
-    assert rows[1].competition == rows[0].competition == "济南市重点工程建设劳动竞赛"
+    assert rows[1].values["competition"] == rows[0].values["competition"] == "济南市重点工程建设劳动竞赛"
 
 
 def test_an_encrypted_xlsx_is_refused_as_encrypted() -> None:
@@ -153,13 +155,13 @@ def test_a_macro_workbook_is_read_for_its_values_only() -> None:
 
 def test_hidden_sheets_are_not_read() -> None:
     data = fx.xlsx(fx.form_sheet(1, name="表1"), fx.form_sheet(2, name="旧表"), hidden=("旧表",))
-    assert [t.form for t in parse(data, "h.xlsx").forms] == [1]
+    assert [t.form for t in parse(data, "h.xlsx").forms] == [fx.KEYS[1]]
 
 
 def test_sub_headers_for_the_private_part_of_a_group_find_their_columns() -> None:
     report = parse(fx.grouped_form1_xlsx(), "grouped.xlsx")
     row = report.forms[0].rows[0]
-    assert report.problems == [] and (row.enterprises, row.private_enterprises, row.workers, row.private_workers) == (
+    assert report.problems == [] and tuple(row.values[f] for f in ("enterprises", "private_enterprises", "workers", "private_workers")) == (
         12, 8, 1500, 900)
 
 
@@ -169,7 +171,7 @@ def test_it_finds_both_forms_stacked_on_one_sheet() -> None:
     first.merges += second.merges
     first.formulas.update(second.formulas)
     report = parse(fx.xlsx(first), "stacked.xlsx")
-    assert [(t.form, len(t.rows), t.unit) for t in report.forms] == [(1, 3, fx.UNIT), (2, 2, fx.UNIT)]
+    assert [(t.form, len(t.rows), t.unit) for t in report.forms] == [(fx.KEYS[1], 3, fx.UNIT), (fx.KEYS[2], 2, fx.UNIT)]
     assert report.problems == []
 
 

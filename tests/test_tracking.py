@@ -210,8 +210,62 @@ def test_linking_by_neighbours_in_any_processing_order_equals_a_full_settle(
                                            trust=trust, subject=f"{len(subs)}"))
                 settle_current(s, subs[-1])
             incremental = [(x.id, x.status, x.superseded_by_id) for x in subs]
-            _settle_unit(s, "济南市总工会")
+            _settle_unit(s, "济南市总工会", "default")
             s.flush()
             assert [(x.id, x.status, x.superseded_by_id) for x in subs] == incremental
     finally:
         db.dispose()
+
+
+# --- one record per unit and campaign ----------------------------------------------------
+
+
+def test_a_units_mail_to_another_campaign_never_supersedes_its_record(db: Database) -> None:
+    with db.session() as s:
+        ldjs, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2), campaign="ldjs-2024")
+        wuyi, replaced = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1), campaign="wuyi-2024")
+        newer, replaced_newer = store(s, unit="济南市总工会", arrived_at=before_deadline(hours=1), campaign="wuyi-2024")
+
+        assert replaced is None and replaced_newer is wuyi
+        assert (ldjs.status, ldjs.superseded_by_id) == (S.ACCEPTED, None)
+        assert current_submissions(s, "ldjs-2024")["济南市总工会"] is ldjs
+        assert current_submissions(s, "wuyi-2024")["济南市总工会"] is newer
+        assert wuyi.superseded_by_id == newer.id
+
+
+def test_other_mail_is_never_a_record_and_never_supersedes(db: Database) -> None:
+    with db.session() as s:
+        record, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
+        other, replaced = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1), status=S.OTHER)
+
+        assert replaced is None and (other.status, other.campaign) == (S.OTHER, None)
+        assert record.status is S.ACCEPTED and current_submissions(s)["济南市总工会"] is record
+
+
+def test_a_closed_campaigns_mail_waits_for_staff_before_it_becomes_the_record(db: Database) -> None:
+    from storage.models import LateDecision, ReplyKind
+
+    with db.session() as s:
+        record, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
+        closed = add_submission(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        closed.reply = ReplyKind.CLOSED
+        assert settle_current(s, closed) is None
+        assert (closed.status, record.status) == (S.HELD, S.ACCEPTED)
+
+        closed.late_decision = LateDecision.ACCEPTED
+        assert settle_current(s, closed) is record
+        assert (closed.status, record.status) == (S.ACCEPTED, S.SUPERSEDED)
+
+
+def test_moving_a_submission_to_another_campaign_restores_the_record_it_had_replaced(db: Database) -> None:
+    with db.session() as s:
+        older, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=2))
+        newer, _ = store(s, unit="济南市总工会", arrived_at=before_deadline(days=1))
+        assert older.superseded_by_id == newer.id
+
+        newer.campaign = "wuyi-2024"  # as staff routing it elsewhere leaves it
+        settle_current(s, newer)
+
+        assert (older.status, older.superseded_by_id) == (S.ACCEPTED, None)
+        assert current_submissions(s, "default")["济南市总工会"] is older
+        assert current_submissions(s, "wuyi-2024")["济南市总工会"] is newer

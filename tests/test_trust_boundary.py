@@ -16,11 +16,11 @@ from sqlalchemy import select
 from intake.app import App
 from intake.export import export_document
 from intake.runs import poll_once
-from intake.samples import FORM1_ROWS, form_workbook, mime_message
+from intake.samples import form_workbook, mime_message
 from intake.tracking import confirm, current_submissions
 from notifications.digest import build_digest
 from notifications.notices import queue_replacement_notice
-from parsers.forms import FORM1
+from tests.support.campaigns import FORM1
 from storage.models import (
     Confirmation,
     OutboxItem,
@@ -55,7 +55,7 @@ def settings_for(tmp_path: Path, mailbox: Dovecot):  # noqa: ANN201
 def genuine_mail() -> bytes:
     return mime_message(
         sender=JINAN, subject="济南市总工会竞赛项目申报", body="请查收。", date=GENUINE_AT,
-        attachments=[("汇总表.xlsx", form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", FORM1_ROWS)),
+        attachments=[("汇总表.xlsx", form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会")),
                      ("盖章扫描件.pdf", stamped_pdf())],
         extra_headers={"Authentication-Results": f"{AUTHSERV}; dkim=pass header.d=example.cn; dmarc=pass header.from=example.cn"},
         authenticated=False,

@@ -111,7 +111,7 @@ def test_investment_under_a_wan_yuan_header_is_read_in_yi_yuan() -> None:
                           total_values={6: 879000})
     sheet.cells[(2, 7)] = "年度投资总额（万元）"
     report = parse(fx.xlsx(sheet), NAME)
-    assert report.problems == [] and report.forms[0].rows[0].investment == Decimal("45.6")
+    assert report.problems == [] and report.forms[0].rows[0].values["investment"] == "45.6"
     assert report.forms[0].totals["investment"] == Decimal("87.9")
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 import email
 import email.policy
 import html
+import io
 import re
 import shutil
 from collections.abc import Iterator
@@ -466,3 +467,62 @@ def test_the_authentication_line_tells_failed_from_not_checked() -> None:
     assert auth_summary({"verified": True, "dmarc": "pass"}) == "通过（DMARC pass）"
     assert auth_summary({"verified": False, "dkim": "fail"}) == "未通过（DKIM fail）"
     assert auth_summary({"verified": None}).startswith("未检查")
+
+
+# --- two campaigns in one console --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_campaigns(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo with the shipped 五一劳动奖章推荐 open beside it: 青岛 and 淄博 recommend
+    candidates, 济南 writes a letter for no campaign."""
+    from tests.support.browser import add_second_campaign
+
+    folder = tmp_path_factory.mktemp("campaigns") / "demo"
+    shutil.copytree(demo, folder)
+    add_second_campaign(folder / "intake.toml")
+    return folder
+
+
+@pytest.fixture
+def medal_site(two_campaigns: Path, tmp_path: Path) -> Iterator[Site]:
+    s = open_site(two_campaigns, tmp_path)
+    assert s.login().status_code == 303
+    yield s
+    s.client.close()
+    s.app.close()
+
+
+def board_states(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<tr data-unit="([^"]+)" data-state="([^"]+)">', page))
+
+
+def test_the_board_switches_campaigns_and_shows_each_ones_states_only(medal_site: Site) -> None:
+    medal = medal_site.settings.campaigns[-1]
+    default = medal_site.client.get("/").text
+    chosen = medal_site.client.get(f"/?campaign={medal.id}").text
+    assert f'href="/?campaign={medal.id}" data-campaign="{medal.id}"' in default
+    assert f'data-campaign="{medal.id}" class="current"' in chosen
+    assert board_states(default)["青岛市总工会"] == "accepted" and board_states(default)["济南市总工会"] == "accepted"
+    assert board_states(chosen)["青岛市总工会"] == "accepted" and board_states(chosen)["济南市总工会"] == "missing"
+    assert board_states(chosen)["枣庄市总工会"] == "missing"  # its 2024 record is not the medal's
+    assert f'action="/remind">\n<input type="hidden" name="campaign" value="{medal.id}">' in chosen
+
+
+def test_other_mail_is_listed_on_the_board_and_in_the_queue_never_as_a_state(medal_site: Site) -> None:
+    for page in (medal_site.client.get("/").text, medal_site.client.get("/queue").text):
+        section = page.split("其他来信（1）")[1]
+        assert "关于职工疗养安排的请示" in section and "济南市总工会" in section
+
+
+def test_each_campaigns_downloads_hold_its_rows_only(medal_site: Site) -> None:
+    from openpyxl import load_workbook
+
+    medal = medal_site.settings.campaigns[-1]
+    export = medal_site.client.get(f"/export/export.json?campaign={medal.id}").json()
+    assert {s["unit"] for s in export["submissions"]} == {"青岛市总工会", "淄博市总工会"}
+    assert all(set(s["forms"]) == {"candidates"} for s in export["submissions"])
+    book = load_workbook(io.BytesIO(medal_site.client.get(f"/export/workbook.xlsx?campaign={medal.id}").content))
+    assert book.sheetnames[0] == "表1 推荐人选"
+    assert {c.value for c in book["表1 推荐人选"]["A"][3:]} == {"青岛市总工会", "淄博市总工会（材料不全）"}
+    assert medal_site.client.get("/?campaign=nonexistent").status_code == 400

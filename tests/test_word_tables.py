@@ -17,7 +17,7 @@ def test_it_reads_each_form_from_a_word_table(form: int) -> None:
     report = parse(fx.docx_file(fx.form_sheet(form)), f"表{form}.docx")
     assert report.kind is FileKind.DOCX and report.problems == []
     (table,) = report.forms
-    assert (table.form, table.location, len(table.rows)) == (form, "表格1", len(fx.SAMPLE_ROWS[form]))
+    assert (table.form, table.location, len(table.rows)) == (fx.KEYS[form], "表格1", len(fx.SAMPLE_ROWS[form]))
 
 
 def test_it_reads_unit_and_date_from_the_paragraphs_above_the_table() -> None:
@@ -39,7 +39,7 @@ def test_a_merged_number_is_counted_once() -> None:
     out = io.BytesIO()
     document.save(out)
     report = parse(out.getvalue(), "m.docx")
-    assert [r.prelim for r in report.forms[0].rows] == [500, None]
+    assert [r.values["prelim"] for r in report.forms[0].rows] == [500, None]
     assert "total_mismatch" not in codes(report)
 
 

@@ -12,7 +12,7 @@ from openpyxl.workbook.workbook import Workbook
 
 from intake.tracking import settle_current
 from notifications.workbook import PROBLEMS_SHEET, STATUS_SHEET, UNIT_COLUMN, build_workbook, sheet_title
-from parsers.forms import FORM1, FORM2
+from tests.support.campaigns import FORM1, FORM2
 from parsers.model import ProblemCode
 from storage.models import SubmissionStatus as S
 from tests.support.submissions import add_submission, before_deadline, make_db, make_settings
@@ -47,12 +47,13 @@ def column(ws, col: str) -> list:
 
 
 def test_it_has_one_sheet_per_form_then_status_and_problems(book: Workbook) -> None:
-    assert book.sheetnames == [sheet_title(FORM1), sheet_title(FORM2), STATUS_SHEET, PROBLEMS_SHEET]
+    assert book.sheetnames == [sheet_title(FORM1, 1), sheet_title(FORM2, 2), STATUS_SHEET, PROBLEMS_SHEET]
+    assert book.sheetnames[:2] == ["表1 重点工程类", "表2 技术技能类、创新创意类、工作推进类"]
 
 
 def test_each_form_sheet_has_the_campaign_title_unit_and_date_lines(book: Workbook) -> None:
-    for spec, title in ((FORM1, SETTINGS.campaign.form1_title), (FORM2, SETTINGS.campaign.form2_title)):
-        ws = book[sheet_title(spec)]
+    for number, spec in enumerate(SETTINGS.campaign.forms, 1):
+        ws, title = book[sheet_title(spec, number)], spec.title
         assert ws["A1"].value == title
         last = chr(ord("A") + len(spec.columns))
         assert f"A1:{last}1" in {r.coord for r in ws.merged_cells.ranges}
@@ -61,38 +62,38 @@ def test_each_form_sheet_has_the_campaign_title_unit_and_date_lines(book: Workbo
 
 
 def test_the_headers_are_the_notices_after_a_leading_unit_column(book: Workbook) -> None:
-    for spec in (FORM1, FORM2):
-        ws = book[sheet_title(spec)]
+    for number, spec in ((1, FORM1), (2, FORM2)):
+        ws = book[sheet_title(spec, number)]
         assert [c.value for c in ws[3]] == [UNIT_COLUMN, *(c.label for c in spec.columns)]
         assert ws["B3"].alignment.wrap_text
 
 
 def test_only_current_submissions_rows_appear_and_unmatched_ones_are_left_out(book: Workbook) -> None:
-    units = column(book[sheet_title(FORM1)], "A")[3:-1]
+    units = column(book[sheet_title(FORM1, 1)], "A")[3:-1]
     assert units == ["济南市总工会"] * 3 + ["青岛市总工会（需修改）"] * 2
-    assert column(book[sheet_title(FORM2)], "A")[3:-1] == ["济南市总工会"] * 2
+    assert column(book[sheet_title(FORM2, 2)], "A")[3:-1] == ["济南市总工会"] * 2
 
 
 def test_the_rows_carry_the_stored_values_in_the_notices_columns(book: Workbook) -> None:
-    ws = book[sheet_title(FORM1)]
+    ws = book[sheet_title(FORM1, 1)]
     assert [c.value for c in ws[4]][:4] == ["济南市总工会", "重点工程劳动竞赛0", "工程项目0", 10]
     assert float(ws.cell(4, 8).value) == 12.5
     assert ws.cell(4, 8).number_format == "#,##0.00"
 
 
 def test_the_total_row_sums_each_numeric_column_with_live_formulas(book: Workbook) -> None:
-    ws = book[sheet_title(FORM1)]
+    ws = book[sheet_title(FORM1, 1)]
     total = [c.value for c in ws[9]]
     assert total[0] == "合计"
     assert total[1:3] == [None, None]
     assert total[3:] == [f"=SUM({col}4:{col}8)" for col in "DEFGH"]
-    form2_total = [c.value for c in book[sheet_title(FORM2)][6]]
+    form2_total = [c.value for c in book[sheet_title(FORM2, 2)][6]]
     assert form2_total[6:8] == ["=SUM(G4:G5)", "=SUM(H4:H5)"]
 
 
 def test_form_sheets_are_bordered_frozen_and_set_up_for_a4_landscape(book: Workbook) -> None:
-    for spec in (FORM1, FORM2):
-        ws = book[sheet_title(spec)]
+    for number, spec in ((1, FORM1), (2, FORM2)):
+        ws = book[sheet_title(spec, number)]
         assert ws.freeze_panes == "A4"
         assert ws["C5"].border.left.style == "thin"
         assert ws.page_setup.orientation == "landscape"
@@ -141,5 +142,5 @@ def test_libreoffice_opens_it_and_prints_four_pages_with_computed_totals(xlsx: b
     with pdfplumber.open(pdf) as doc:
         assert len(doc.pages) == 4
         first = doc.pages[0].extract_text()
-    assert SETTINGS.campaign.form1_title in first
+    assert FORM1.title in first
     assert "62.50" in first  # 5 rows × 12.5 亿元: LibreOffice evaluated the 合计 formula

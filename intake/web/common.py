@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from config.campaigns import CampaignSpec
 from config.settings import Settings
 from intake.actions import TrackingError
 from intake.board import KIND_LABELS, STATE_LABELS, local_time
@@ -61,9 +62,27 @@ class Ctx:
         value = self.form.get(name) if self.form is not None else None
         return value.strip() if isinstance(value, str) else ""
 
+    @property
+    def campaign(self) -> CampaignSpec:
+        """The campaign a page shows: `?campaign=<id>` (or the form's field), else the default."""
+        wanted = self.request.query_params.get("campaign") or self.field("campaign")
+        if not wanted:
+            return self.settings.campaign
+        spec = self.settings.campaign_set.get(wanted)
+        if spec is None:
+            raise TrackingError(f"没有编号为「{wanted}」的征集。")
+        return spec
+
+    def keep(self, query: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A link's query with the chosen campaign kept (only when there is a choice)."""
+        query = dict(query or {})
+        if len(self.settings.campaigns) > 1:
+            query.setdefault("campaign", self.campaign.id)
+        return query
+
     def render(self, template: str, status: int = 200, /, **context: Any) -> HTMLResponse:
         return render(self.request, template, status, user=self.user, csrf=self.auth.csrf, settings=self.settings,
-                      **context)
+                      campaign=self.campaign, campaigns=list(self.settings.campaigns), keep=self.keep, **context)
 
     def redirect(self, route: str, query: dict[str, Any] | None = None, /, **params: Any) -> RedirectResponse:
         return RedirectResponse(path_for(self.request, route, query, **params), status_code=303)

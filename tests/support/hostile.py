@@ -15,9 +15,9 @@ import io
 import uuid
 import zipfile
 
-from intake.samples import FORM1_ROWS, form_workbook, mime_message
-from parsers.forms import FORM1
+from intake.samples import form_workbook, mime_message
 from tests.fixtures.forms import add_part, rewrite_parts
+from tests.support.campaigns import FORM1
 from tests.support.intake_env import DEADLINE
 
 SENDER = ("济南市总工会", "jinan@example.cn")
@@ -76,7 +76,7 @@ def text_part(text: str = "请查收。") -> bytes:
 
 @functools.cache
 def form1_xlsx() -> bytes:
-    return form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", FORM1_ROWS)
+    return form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会")
 
 
 def zip_of(members: dict[str, bytes], *, method: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -161,7 +161,7 @@ def xxe_docx() -> bytes:
     """A Word document whose body declares an external entity pointing at a local file."""
     from intake.samples import word_table
 
-    document = word_table(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会", FORM1_ROWS)
+    document = word_table(FORM1, "竞赛项目汇总表（重点工程类）", "济南市总工会")
 
     def inject(name: str, data: bytes) -> bytes:
         if name != "word/document.xml":

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, settings_from_dict
-from intake.samples import FORM1_ROWS, FORM2_ROWS, form_workbook, mime_message, scanned_pdf
-from parsers.forms import FORM1, FORM2
+from intake.samples import form_workbook, mime_message, scanned_pdf
+from tests.support.campaigns import FORM1, FORM2
 
 CST = dt.timezone(dt.timedelta(hours=8))
 DEADLINE = dt.datetime(2024, 2, 25, 17, 0, 0, tzinfo=CST)
@@ -63,14 +63,14 @@ def submission_mail(
     """A complete, valid submission: form 1 as xlsx plus the stamped scan."""
     return mime_message(
         sender=sender, subject=subject, body=f"请查收。\n{unit}",
-        attachments=[(names[0], form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", unit, FORM1_ROWS)),
+        attachments=[(names[0], form_workbook(FORM1, "竞赛项目汇总表（重点工程类）", unit)),
                      (names[1], stamped_pdf())],
         style=style, date=date or DEADLINE - dt.timedelta(days=1), extra_headers=extra_headers,
     )
 
 
 def form2_workbook(unit: str) -> bytes:
-    return form_workbook(FORM2, "竞赛项目汇总表（技术技能类、创新创意类、工作推进类）", unit, FORM2_ROWS)
+    return form_workbook(FORM2, "竞赛项目汇总表（技术技能类、创新创意类、工作推进类）", unit)
 
 
 def settings_as_toml(settings: Settings) -> dict:

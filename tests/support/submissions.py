@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ from parsers.model import severity_of, ProblemCode
 from storage.db import Database
 from storage.models import (
     Confirmation,
-    Form1Record,
-    Form2Record,
+    FormRowRecord,
     Message,
     ProblemRecord,
     Submission,
@@ -54,33 +52,28 @@ def before_deadline(**delta: float) -> datetime:
     return DEADLINE - timedelta(**delta)
 
 
-def form1_row(i: int, *, enterprises: int = 10, workers: int = 500, investment: str = "12.5") -> Form1Record:
-    return Form1Record(
-        ordinal=i,
-        competition=f"重点工程劳动竞赛{i}",
-        project=f"工程项目{i}",
-        enterprises=enterprises,
-        private_enterprises=enterprises // 2,
-        workers=workers,
-        private_workers=workers // 2,
-        investment=Decimal(investment),
-        cell=f"Sheet1!A{4 + i}",
-    )
+def form1_row(i: int, *, enterprises: int = 10, workers: int = 500, investment: str = "12.5") -> FormRowRecord:
+    return FormRowRecord(form="form1", ordinal=i, cell=f"Sheet1!A{4 + i}", values={
+        "competition": f"重点工程劳动竞赛{i}", "project": f"工程项目{i}", "enterprises": enterprises,
+        "private_enterprises": enterprises // 2, "workers": workers, "private_workers": workers // 2,
+        "investment": investment})
 
 
-def form2_row(i: int, *, prelim: int = 200, final: int = 30) -> Form2Record:
-    return Form2Record(
-        ordinal=i,
-        seq=str(i + 1),
-        competition=f"职业技能竞赛{i}",
-        organizer="市总工会",
-        undertaker="市技师学院",
-        event="焊工",
-        prelim=prelim,
-        final=final,
-        final_time_place="2024年10月 济南",
-        cell=f"Sheet1!A{4 + i}",
-    )
+def form2_row(i: int, *, prelim: int = 200, final: int = 30) -> FormRowRecord:
+    return FormRowRecord(form="form2", ordinal=i, cell=f"Sheet1!A{4 + i}", values={
+        "seq": str(i + 1), "competition": f"职业技能竞赛{i}", "organizer": "市总工会", "undertaker": "市技师学院",
+        "event": "焊工", "prelim": prelim, "final": final, "final_time_place": "2024年10月 济南"})
+
+
+def candidate_row(i: int, *, score: str = "92.5", birth_date: str = "1985-06-01") -> FormRowRecord:
+    """A row of the second notice's one form (WUYI `candidates`)."""
+    return FormRowRecord(form="candidates", ordinal=i, cell=f"Sheet1!A{4 + i}", values={
+        "seq": str(i + 1), "name": f"推荐人{i}", "organisation": "济南二机床集团 数控车工",
+        "birth_date": birth_date, "score": score, "full_score": "100", "deeds": "带领班组完成关键部件攻关"})
+
+
+def generic_row(form: str, i: int, values: dict[str, Any], as_written: dict[str, str] | None = None) -> FormRowRecord:
+    return FormRowRecord(form=form, ordinal=i, cell=f"Sheet1!A{4 + i}", values=values, as_written=as_written)
 
 
 def add_submission(
@@ -96,12 +89,20 @@ def add_submission(
     problems: Iterable[tuple[ProblemCode, str, str | None, str | None]] = (),
     form1: int = 0,
     form2: int = 0,
+    rows: Iterable[FormRowRecord] = (),
+    campaign: str | None = "default",
+    routed_by: str | None = "form",
+    routing: str | None = None,
     trust: Trust | None = None,
 ) -> Submission:
     """One processed mail and its submission, as the pipeline would have stored it.
 
     trust defaults to what a registered sender earns (or unknown without a unit); a
-    claimed one waits for staff, as the pipeline leaves it."""
+    claimed one waits for staff, as the pipeline leaves it. `form1`/`form2` add that many
+    rows of the 2024 forms; `rows` adds any others (candidate_row, generic_row). An
+    `other` mail has no campaign."""
+    if status is SubmissionStatus.OTHER:
+        campaign, routed_by = None, routed_by if routed_by != "form" else "none"
     trust = trust or (Trust.REGISTERED if unit else Trust.UNKNOWN)
     digest = hashlib.sha256(f"{unit}{arrived_at.isoformat()}{sender}{subject}".encode()).hexdigest()
     message = Message(
@@ -117,6 +118,9 @@ def add_submission(
     submission = Submission(
         message=message,
         unit=unit,
+        campaign=campaign,
+        routed_by=routed_by,
+        routing=routing,
         unit_source=("sender" if trust is not Trust.CLAIMED else "sheet") if unit else None,
         trust=trust,
         confirmation=Confirmation.PENDING if trust is Trust.CLAIMED else None,
@@ -128,8 +132,7 @@ def add_submission(
             ProblemRecord(code=code, severity=severity_of(code).value, message=text, file=file, cell=cell)
             for code, text, file, cell in problems
         ],
-        form1_rows=[form1_row(i) for i in range(form1)],
-        form2_rows=[form2_row(i) for i in range(form2)],
+        rows=[*(form1_row(i) for i in range(form1)), *(form2_row(i) for i in range(form2)), *rows],
     )
     session.add(submission)
     session.flush()

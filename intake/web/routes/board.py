@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from config.settings import UnitKind
 from intake import actions
-from intake.board import STATE_LABELS, build_board, submission_label
+from intake.board import STATE_LABELS, build_board, campaign_of, submission_label
 from intake.export import export_document
 from notifications.digest import attention_groups, time_left
 from notifications.reminders import REMIND_STATES
@@ -30,10 +30,10 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 @page()
 def overview(ctx: Ctx) -> Response:
-    board = build_board(ctx.session, ctx.settings)
+    board = build_board(ctx.session, ctx.settings, ctx.campaign)
     kind, state = ctx.request.query_params.get("kind", ""), ctx.request.query_params.get("state", "")
     rows = [r for r in board.rows if (not kind or r.kind.value == kind) and (not state or r.state.value == state)]
-    deadline = ctx.settings.campaign.deadline
+    deadline = ctx.campaign.deadline
     return ctx.render("overview.html", board=board, rows=rows, kind=kind, state=state, kinds=list(UnitKind),
                       states=list(STATE_LABELS), deadline=ctx.time(deadline), time_left=time_left(deadline, ctx.now),
                       remindable={s.value for s in REMIND_STATES}, title="总览")
@@ -42,7 +42,7 @@ def overview(ctx: Ctx) -> Response:
 @page()
 def unit(ctx: Ctx) -> Response:
     name = ctx.request.path_params["name"]
-    board = build_board(ctx.session, ctx.settings)
+    board = build_board(ctx.session, ctx.settings, ctx.campaign)
     row = next((r for r in board.rows if r.name == name), None)
     submissions = list(ctx.session.scalars(
         select(Submission).join(Submission.message).where(Submission.unit == name)
@@ -54,10 +54,15 @@ def unit(ctx: Ctx) -> Response:
         select(OutboxItem).where(or_(OutboxItem.submission_id.in_(ids),
                                      OutboxItem.dedupe_key.like(f"reminder:{_like(name)}:%", escape="\\")))
         .where(OutboxItem.kind != OutboxKind.DIGEST).order_by(OutboxItem.created_at.desc(), OutboxItem.id.desc()))
-    deadline = ctx.settings.campaign.deadline
     return ctx.render("unit.html", name=name, row=row, title=name,
-                      submissions=[(s, submission_label(s, deadline)) for s in submissions],
+                      submissions=[(s, submission_label(s, campaign_of(ctx.settings, s).deadline),
+                                    _campaign_name(ctx, s)) for s in submissions],
                       current=row.submission_id if row else None, mails=[(m, mail_text(m.raw)) for m in mail])
+
+
+def _campaign_name(ctx: Ctx, submission: Submission) -> str:
+    spec = ctx.settings.campaign_set.get(submission.campaign)
+    return spec.name if spec else "其他来信"
 
 
 def _like(text: str) -> str:
@@ -73,8 +78,8 @@ def mail_text(raw: bytes) -> str:
 
 @page()
 def queue(ctx: Ctx) -> Response:
-    board = build_board(ctx.session, ctx.settings)
-    return ctx.render("queue.html", groups=attention_groups(ctx.session, board), title="待处理")
+    board = build_board(ctx.session, ctx.settings, ctx.campaign)
+    return ctx.render("queue.html", groups=attention_groups(ctx.session, board), other=board.other, title="待处理")
 
 
 @page()
@@ -84,16 +89,17 @@ def export_page(ctx: Ctx) -> Response:
 
 @page()
 def export_xlsx(ctx: Ctx) -> Response:
-    data = build_workbook(ctx.session, ctx.settings)
+    data = build_workbook(ctx.session, ctx.settings, ctx.campaign)
     local = ctx.now.astimezone(ctx.request.app.state.tz)
-    name = safe_file_name(f"{ctx.settings.campaign.name}汇总表-{local:%Y%m%d}.xlsx", fallback="汇总表.xlsx")
+    name = safe_file_name(f"{ctx.campaign.name}汇总表-{local:%Y%m%d}.xlsx", fallback="汇总表.xlsx")
     return attachment(data, name, XLSX)
 
 
 @page()
 def export_json(ctx: Ctx) -> Response:
-    text = json.dumps(export_document(ctx.session, ctx.settings), ensure_ascii=False, indent=2)
-    return attachment(text.encode("utf-8"), "export.json", "application/json")
+    text = json.dumps(export_document(ctx.session, ctx.settings, ctx.campaign), ensure_ascii=False, indent=2)
+    name = "export.json" if len(ctx.settings.campaigns) == 1 else f"export-{ctx.campaign.id}.json"
+    return attachment(text.encode("utf-8"), name, "application/json")
 
 
 @page()
@@ -110,7 +116,7 @@ def _diff(before: dict | None, after: dict | None) -> list[tuple[str, Any, Any]]
 
 @page()
 def deadline(ctx: Ctx) -> Response:
-    current = ctx.settings.campaign.deadline
+    current = ctx.campaign.deadline
     if ctx.form is None:
         local = current.astimezone(ctx.request.app.state.tz)
         return ctx.render("deadline.html", deadline=ctx.time(current), value=local.strftime("%Y-%m-%dT%H:%M"),
@@ -122,8 +128,8 @@ def deadline(ctx: Ctx) -> Response:
     if new.tzinfo is None:
         new = new.replace(tzinfo=ctx.request.app.state.tz)
     actions.set_deadline(ctx.session, ctx.settings, new, actor=ctx.user.name, now=ctx.now,
-                         note=ctx.field("note") or None)
-    return ctx.redirect("deadline", {"done": "1"})
+                         note=ctx.field("note") or None, campaign=ctx.campaign.id)
+    return ctx.redirect("deadline", ctx.keep({"done": "1"}))
 
 
 @page()
@@ -132,15 +138,16 @@ def remind(ctx: Ctx) -> Response:
     source = ctx.form if ctx.form is not None else ctx.request.query_params
     units = [u for u in dict.fromkeys(source.getlist("unit")) if isinstance(u, str)]
     if ctx.form is not None:
-        drafts = actions.remind(ctx.session, ctx.settings, units, actor=ctx.user.name, now=ctx.now)
+        drafts = actions.remind(ctx.session, ctx.settings, units, actor=ctx.user.name, now=ctx.now,
+                                campaign=ctx.campaign)
         response = ctx.render("remind_sent.html", drafts=drafts, title="催报")
         # After the response, so after the commit: the sender sees the queued mail.
         response.background = BackgroundTask(ctx.request.app.state.send_outbox)
         return response
     if units:
-        drafts = actions.reminder_drafts(ctx.session, ctx.settings, units, now=ctx.now)
+        drafts = actions.reminder_drafts(ctx.session, ctx.settings, units, now=ctx.now, campaign=ctx.campaign)
         return ctx.render("remind_preview.html", drafts=drafts, title="催报预览")
-    board = build_board(ctx.session, ctx.settings)
+    board = build_board(ctx.session, ctx.settings, ctx.campaign)
     rows = [r for r in board.rows if r.state in REMIND_STATES]
     return ctx.render("remind.html", rows=rows, title="催报")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 
@@ -11,14 +12,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from intake import actions
-from intake.board import submission_label
+from intake.board import campaign_of, submission_label
 from intake.decide import is_late
 from intake.trust import awaits_staff
 from intake.web.common import Ctx, page
 from intake.web.download import attachment
 from intake.web.pdfpages import PageError, page_png
 from intake.web.routes.board import mail_text
-from parsers.forms import FORM1, FORM2, FormSpec
+from parsers.forms import FormSpec
 from storage.models import LateDecision, OutboxItem, StoredFile, Submission, SubmissionStatus, Trust
 
 TRUST_LABELS = {"verified": "已验证（登记邮箱，验证通过）", "registered": "登记邮箱（未能验证）",
@@ -53,22 +54,25 @@ def _table(spec: FormSpec, rows: list, problems: list) -> list[list[tuple[object
         hits = [p for p in problems if place and (m := _CELL.match(p.cell or ""))
                 and m["sheet"] == place["sheet"] and m["row"] == place["row"]]
         named = {c.field for c in spec.columns for p in hits if c.label in p.message or any(a in p.message for a in c.aliases)}
-        written = getattr(row, "as_written", None) or {}
-        out.append([(_shown(written.get(c.field, getattr(row, c.field))), bool(hits) and (not named or c.field in named))
-                    for c in spec.columns])
+        written = row.as_written or {}
+        out.append([(_shown(written.get(c.field, spec.typed(c.field, row.values.get(c.field)))),
+                      bool(hits) and (not named or c.field in named)) for c in spec.columns])
     return out
 
 
 def _shown(value: object) -> object:
-    """3.2000 (the column's scale) as 3.2."""
-    return format(value.normalize(), "f") if isinstance(value, Decimal) else value
+    """3.2000 as 3.2, a date as 2024-03-01."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return value.isoformat() if isinstance(value, dt.date) else value
 
 
 @page()
 def show(ctx: Ctx) -> Response:
     submission = _submission(ctx)
     message = submission.message
-    deadline = ctx.settings.campaign.deadline
+    spec = ctx.settings.campaign_set.get(submission.campaign)  # None: `other` mail
+    deadline = campaign_of(ctx.settings, submission).deadline
     late = is_late(message.arrived_at, deadline)
     mails = ctx.session.scalars(select(OutboxItem).where(OutboxItem.submission_id == submission.id)
                                 .order_by(OutboxItem.created_at, OutboxItem.id))
@@ -78,8 +82,8 @@ def show(ctx: Ctx) -> Response:
         "submission.html", title=f"报送 #{submission.id}", s=submission, m=message, late=late,
         label=submission_label(submission, deadline), trust=TRUST_LABELS.get(submission.trust.value, submission.trust.value),
         auth=auth_summary(message.auth_results), units=[u.name for u in ctx.settings.units],
-        form1=(FORM1, _table(FORM1, submission.form1_rows, submission.problems)),
-        form2=(FORM2, _table(FORM2, submission.form2_rows, submission.problems)),
+        owner=spec, forms=[(number, form, _table(form, submission.rows_of(form.id), submission.problems))
+                           for number, form in enumerate(spec.forms if spec else (), 1)],
         mails=[(o, mail_text(o.raw)) for o in mails],
         # Unmatched, or a unit only claimed by the mail's text: a registered sender's unit stands.
         can_assign=counts and (submission.unit is None or submission.trust in (Trust.CLAIMED, Trust.UNKNOWN)),
