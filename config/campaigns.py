@@ -29,6 +29,9 @@ LEGACY_ID = "default"
 # `[campaign] form1_title` / `form2_title` of the single-campaign config name the
 # shipped notice's forms by position.
 _LEGACY_TITLES = {"form1_title": 0, "form2_title": 1}
+# Form ids the export and `status --json` named before campaigns were data: their rows
+# stay under `form1_rows` / `form2_rows` and their counts under by_form "1" / "2".
+LEGACY_FORMS = {"form1": "1", "form2": "2"}
 _YEAR = re.compile(r"^\d{4}\s*年(?:度)?")
 
 

@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from config.campaigns import LEGACY_ID, CampaignSpec
+from config.campaigns import LEGACY_FORMS, LEGACY_ID, CampaignSpec
 from config.settings import Settings, UnitKind, UnitSettings
 from intake.decide import is_late
 from intake.tracking import current_submissions, pending_confirmations, unmatched_submissions
@@ -373,8 +373,9 @@ def board_as_dict(board: Board) -> dict:
         ],
         "counts": {state.value: n for state, n in board.counts.items()},
         "by_kind": {kind.value: {s.value: n for s, n in states.items()} for kind, states in board.by_kind.items()},
-        "by_form": {form_id: {"title": c.title, "units": c.units, "rows": c.rows}
-                    for form_id, c in board.by_form.items()},
+        "by_form": {key: {"title": c.title, "units": c.units, "rows": c.rows}
+                    for form_id, c in board.by_form.items()
+                    for key in (form_id, *([LEGACY_FORMS[form_id]] if form_id in LEGACY_FORMS else []))},
         "unmatched": [
             {
                 "submission_id": u.submission_id,

@@ -13,15 +13,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from config.campaigns import CampaignSpec
+from config.campaigns import LEGACY_FORMS, CampaignSpec
 from config.settings import Settings
 from intake.board import belongs_to, board_as_dict, build_board
 from intake.decide import is_late
 from parsers.forms import FormSpec
 from storage.models import FormRowRecord, Message, Submission
 
-# Form ids whose rows the export also gives under their names of before (`form1_rows`).
-LEGACY_FORMS = ("form1", "form2")
 
 
 def _number(value: Decimal | int | None) -> float | int | None:

@@ -99,6 +99,7 @@ def test_the_dict_form_is_json_with_name_kind_and_state(board: Board) -> None:
     assert data["units"][1]["arrived_at"].startswith("2024-02-25T19:00:00+08:00")
     assert data["counts"]["missing"] == 1
     assert data["by_form"]["form2"] == {"title": "技术技能类、创新创意类、工作推进类", "units": 2, "rows": 6}
+    assert data["by_form"]["2"] == data["by_form"]["form2"]  # the key `status --json` gave before campaigns
     assert data["unmatched"][0]["sender"] == "who@qq.com"
 
 
