@@ -410,8 +410,9 @@ def board_as_dict(board: Board) -> dict:
     }
 
 
-def render_board(board: Board, console: Console) -> None:
-    """The board as a Chinese table; rich drops the colour where the terminal has none."""
+def render_board(board: Board, console: Console, *, other: bool = True) -> None:
+    """The board as a Chinese table; rich drops the colour where the terminal has none.
+    `other=False` leaves out 其他来信, which is the same on every board (several printed)."""
     table = Table(title=f"{board.campaign} 报送情况" if board.campaign else "报送情况", header_style="bold")
     for label, justify in (("单位", "left"), ("类别", "left"), ("状态", "left"), ("到达时间", "left"), ("问题数", "right")):
         table.add_column(label, justify=justify)
@@ -444,7 +445,7 @@ def render_board(board: Board, console: Console) -> None:
     _listing(console, board, board.unmatched,
              f"[bold red]未识别单位的邮件 {len(board.unmatched)} 封[/]（请用 intake assign 指定单位）：",
              lambda u: f"{u.sender or ''} {u.subject or ''}")
-    _listing(console, board, board.other,
+    _listing(console, board, board.other if other else [],
              f"[bold]其他来信 {len(board.other)} 封[/]（不属于进行中的征集，或所属征集已截止；请人工查看）：",
              lambda o: f"{o.unit or o.sender or ''} {o.subject or ''} {o.routing or o.campaign or ''}")
 

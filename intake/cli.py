@@ -275,8 +275,10 @@ def status(ctx: click.Context, as_json: bool, campaign_id: str | None) -> None:
             click.echo(json.dumps(document, ensure_ascii=False, indent=2))
             return
         console = Console()
-        for board in boards:
-            render_board(board, console)
+        for board in boards:  # 其他来信 once, under the last board
+            if board is not boards[0]:
+                console.print()
+            render_board(board, console, other=board is boards[-1])
         for line in ([f"! {pause.describe(boards[0].timezone)}"] if pause else []) + unsent_lines(health):
             click.echo(line)
 
@@ -338,12 +340,15 @@ def reprocess(ctx: click.Context, message_ids: tuple[int, ...], campaign_id: str
 @main.command()
 @click.option("--send", is_flag=True, help="通过发件箱发送给 [digest] recipients（每天一次）。")
 @click.option("--out", type=click.Path(file_okay=False), help="把 digest.txt、digest.html 和汇总表写入此目录。")
+@click.option("--campaign", "campaign_id", default=None, metavar="ID",
+              help="只汇总这一个征集（intake campaigns 可列出；默认：每个正在进行的征集）。")
 @click.pass_context
-def digest(ctx: click.Context, send: bool, out: str | None) -> None:
-    """生成每日汇总（默认打印文本）。
+def digest(ctx: click.Context, send: bool, out: str | None, campaign_id: str | None) -> None:
+    """生成每日汇总（默认打印文本）：每个正在进行的征集一节，或用 --campaign 只看一个征集。
 
     \b
     示例：intake digest
+          intake digest --campaign wuyi-2024 --out 汇总
           intake digest --send
     """
     from intake.runs import write_digest
@@ -351,8 +356,11 @@ def digest(ctx: click.Context, send: bool, out: str | None) -> None:
     from notifications.outbox import Outbox
     from storage.models import utcnow
 
+    if send and campaign_id is not None:  # the day's one digest covers every open campaign
+        raise click.UsageError("--send 发送的每日汇总包含所有正在进行的征集，不能与 --campaign 同用。")
     with opened(ctx) as app:
         now = utcnow()
+        [campaign] = campaigns_for(app.settings, campaign_id) if campaign_id is not None else [None]
         if send:
             if not app.settings.digest.recipients:
                 raise click.ClickException("没有收件人：请在 [digest] recipients 填写每日汇总的收件地址。")
@@ -365,7 +373,7 @@ def digest(ctx: click.Context, send: bool, out: str | None) -> None:
                 ctx.exit(1)
             return
         with app.db.session() as session:
-            built = build_digest(session, app.settings, now=now, since=None)
+            built = build_digest(session, app.settings, now=now, since=None, campaign=campaign)
         if out:
             write_digest(built, Path(out))
             click.echo(f"已写入 {out}")

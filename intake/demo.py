@@ -1,12 +1,16 @@
 """`intake demo`: the whole pipeline on sample mail, with nothing to set up.
 
 A Maildir of generated sample mail stands in for the mailbox, SQLite for the database,
-and replies are written as .eml files. The demo folder keeps its own intake.toml, so
-every other command can be tried on the result (`intake --config demo/intake.toml status`).
+and replies are written as .eml files. Two campaigns are open in the one mailbox: the
+2024 notice (the example config's `[campaign]`) and the shipped 五一劳动奖章推荐, so the
+demo shows routing, a board per campaign and mail that belongs to neither (其他来信).
+The demo folder keeps its own intake.toml, so every other command can be tried on the
+result (`intake --config demo/intake.toml status`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import tomllib
@@ -20,7 +24,7 @@ from config.settings import load_settings
 from intake.app import App
 from intake.board import build_board, render_board
 from intake.runs import poll_once, write_digest
-from intake.samples import DEMO_AUTHSERV, demo_samples
+from intake.samples import CST, DEMO_AUTHSERV, demo_samples
 from notifications.digest import build_digest
 from storage.models import utcnow
 
@@ -29,8 +33,14 @@ def example_config() -> dict:
     return tomllib.loads(files("config").joinpath("intake.example.toml").read_text(encoding="utf-8"))
 
 
+# The second campaign the demo opens beside the example's: a shipped file, its deadline
+# three weeks after the example's so its mail arrives after the first one closed.
+SECOND_CAMPAIGN = {"file": "2024-五一劳动奖章推荐", "deadline": dt.datetime(2024, 3, 15, 17, 0, tzinfo=CST)}
+
+
 def demo_config(directory: Path) -> dict:
     config = example_config()
+    config["campaigns"] = [dict(SECOND_CAMPAIGN)]
     config["mailbox"] = {"source": "maildir", "maildir": "maildir"}
     config["smtp"] = {"mode": "file", "outbox_dir": "outbox", "from_address": "szscbhb@163.com",
                       "from_name": "山东省总工会劳动竞赛项目征集"}
@@ -82,7 +92,8 @@ def run_demo(directory: Path, console: Console) -> None:
     config_path = directory / "intake.toml"
     config_path.write_text(tomli_w.dumps(demo_config(directory)), encoding="utf-8")
     settings = load_settings(config_path)
-    samples = demo_samples(settings.campaign)
+    first, *others = settings.campaigns
+    samples = demo_samples(first, others[0] if others else None)
     write_maildir(settings.resolve(settings.mailbox.maildir), samples)
     console.print(f"[bold]样例邮件 {len(samples)} 封[/bold]（{directory / 'maildir'}）：")
     for sample in samples:
@@ -91,12 +102,15 @@ def run_demo(directory: Path, console: Console) -> None:
         report = poll_once(app)
         console.print(f"\n{report.summary()}\n")
         with app.db.session() as session:
-            for campaign in settings.campaigns:  # the demo's one, or each configured
-                render_board(build_board(session, settings, campaign), console)
+            for campaign in settings.campaigns:  # 其他来信 once, under the last board
+                render_board(build_board(session, settings, campaign), console,
+                             other=campaign is settings.campaigns[-1])
+                console.print()
             digest = build_digest(session, settings, now=utcnow(), since=None)
         write_digest(digest, directory / "digest")
     outbox = settings.resolve(settings.smtp.outbox_dir)
     console.print(
         f"\n回复邮件（.eml）：{outbox}\n每日汇总与汇总表：{directory / 'digest'}\n"
-        f"继续查看：intake --config {config_path} status | export --format json | digest"
+        f"继续查看：intake --config {config_path} campaigns | status | "
+        f"export --format json --campaign {settings.campaigns[-1].id} | digest"
     )

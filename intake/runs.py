@@ -79,4 +79,5 @@ def write_digest(digest: Digest, directory: Path) -> None:
 
     write_atomically(directory / "digest.txt", digest.text.encode("utf-8"))
     write_atomically(directory / "digest.html", digest.html.encode("utf-8"))
-    write_atomically(directory / digest.filename, digest.workbook)
+    for name, workbook in digest.attachments:  # one per campaign in the digest
+        write_atomically(directory / name, workbook)

@@ -3,7 +3,9 @@
 Each sample is a complete RFC 5322 message (bytes) plus its arrival time, covering the
 cases staff meet: a clean submission, a zip with GBK member names, a missing scan, a
 form with errors, a late arrival, a sender we do not know, an out-of-office reply, a
-resubmission, a forwarded mail and a Word table.
+resubmission, a forwarded mail and a Word table. With a second campaign open beside the
+first: a recommendation for it, one with a value out of its bounds, and a unit's letter
+that belongs to no campaign.
 """
 
 from __future__ import annotations
@@ -71,6 +73,16 @@ def broken_row(spec: FormSpec) -> tuple[dict[str, object], str]:
         row[vague.field] = "约300"
         wrong.append(f"{short_label(vague)}写“约300”")
     return row, "、".join(wrong)
+
+
+def out_of_range_row(spec: FormSpec) -> tuple[dict[str, object], str]:
+    """A sample row with the form's first bounded column 20 over its `max` (a score of 120
+    out of 100), and what is wrong with it in words for the demo's list."""
+    row = sample_rows(spec, 1)[0]
+    column = next(c for c in spec.columns if c.max is not None)
+    value = typed(column.type, str(column.max)) + 20
+    row[column.field] = plain(column.type, value)
+    return row, f"{short_label(column)}写 {value}，超过 {column.max}"
 
 
 def _breaking(op: Op, right: object) -> object:
@@ -224,6 +236,19 @@ def word_table(spec: FormSpec, title: str, unit: str, rows: Rows | list[tuple] |
     return buffer.getvalue()
 
 
+def letter_docx(title: str, paragraphs: list[str]) -> bytes:
+    """A Word letter with no table: what a unit sends about anything but a form."""
+    from docx import Document
+
+    document = Document()
+    document.add_heading(title, level=1)
+    for text in paragraphs:
+        document.add_paragraph(text)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
 class _GbkZipInfo(zipfile.ZipInfo):
     """zipfile writes non-ASCII names as UTF-8 and sets the flag; Windows tools do not."""
 
@@ -328,9 +353,10 @@ def forwarded(inner: bytes, *, sender: tuple[str, str], subject: str, date: dt.d
     return outer.as_bytes()
 
 
-def demo_samples(campaign: CampaignSpec) -> list[Sample]:
+def demo_samples(campaign: CampaignSpec, second: CampaignSpec | None = None) -> list[Sample]:
     """The demo's mailbox, arranged around the campaign's deadline: its first form is 附件1,
-    its second (else the first again) 附件2."""
+    its second (else the first again) 附件2. With a `second` campaign open beside it, three
+    more mails before that one's deadline (second_campaign_samples)."""
     deadline = campaign.deadline
     form1, form2 = campaign.forms[0], campaign.forms[min(1, len(campaign.forms) - 1)]
     t1, t2 = form1.title, form2.title
@@ -394,4 +420,31 @@ def demo_samples(campaign: CampaignSpec) -> list[Sample]:
         sender=("泰安市总工会", "taian@example.cn"), subject="泰安市汇总表", body="请查收",
         attachments=[("泰安附件1.xlsx", form_workbook(form1, t1, "泰安市总工会", rows1[:1])), ("泰安扫描.pdf", bare_pdf)],
         date=before(2)), before(2))
-    return samples
+    return samples + (second_campaign_samples(second, pdf) if second is not None else [])
+
+
+def second_campaign_samples(campaign: CampaignSpec, pdf: bytes) -> list[Sample]:
+    """Mail for a second open campaign, after the first one's deadline and before its own:
+    a clean recommendation, one with a value out of bounds, and a letter for no campaign
+    (a .docx that is no form, so it is 其他来信 and gets no reply)."""
+    form = campaign.forms[0]
+    before = lambda days: campaign.deadline - dt.timedelta(days=days)  # noqa: E731 - reads well here
+    bad_row, wrong = out_of_range_row(form)
+    qingdao, zibo = ("青岛市总工会", "qingdao@example.cn"), ("淄博市总工会", "zibo@example.cn")
+    return [
+        Sample(f"青岛：{campaign.name}，推荐表 + 盖章 PDF", mime_message(
+            sender=qingdao, subject=f"青岛市总工会{form.title}", body="您好，附件为我单位推荐材料，请查收。\n青岛市总工会",
+            attachments=[(f"青岛市{form.title}.xlsx", form_workbook(form, form.title, "青岛市总工会")),
+                         ("青岛市推荐材料盖章版.pdf", pdf)],
+            date=before(6)), before(6)),
+        Sample(f"淄博：{form.short_title}表内有错（{wrong}）", mime_message(
+            sender=zibo, subject=f"淄博市总工会{form.title}", body="请查收。",
+            attachments=[(f"淄博市{form.short_title}.xlsx", form_workbook(form, form.title, "淄博市总工会", [bad_row])),
+                         ("淄博市推荐材料盖章版.pdf", pdf)],
+            date=before(4)), before(4)),
+        Sample("济南：与征集无关的来信（Word 请示，其他来信，不回复）", mime_message(
+            sender=("济南市总工会", "jinan@example.cn"), subject="关于职工疗养安排的请示", body="请审阅附件。\n济南市总工会",
+            attachments=[("关于职工疗养安排的请示.docx", letter_docx("关于职工疗养安排的请示", [
+                "省总工会：", "我会拟于今年五月组织一线职工分批疗养，现将安排报上，请予审示。", "济南市总工会"]))],
+            date=before(3)), before(3)),
+    ]

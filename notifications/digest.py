@@ -127,9 +127,13 @@ class Digest:
         return self.attachments[0][0]
 
 
-def build_digest(session: Session, settings: Settings, *, now: datetime, since: datetime | None) -> Digest:
+def build_digest(session: Session, settings: Settings, *, now: datetime, since: datetime | None,
+                 campaign: CampaignSpec | None = None) -> Digest:
+    """Every open campaign's section (none open: the default's), or only `campaign`'s
+    (`intake digest --campaign`): then it reads as a single-campaign digest, with the
+    mailbox-wide groups and 其他来信, less mail for other closed campaigns."""
     tz = ZoneInfo(settings.digest.timezone)
-    campaigns = settings.campaign_set.open(now) or (settings.campaign,)
+    campaigns = (campaign,) if campaign is not None else settings.campaign_set.open(now) or (settings.campaign,)
     shared = len(campaigns) == 1  # one campaign: the shared groups sit in its section, as always
     sections = [_section(session, settings, c, now=now, since=since, shared=shared) for c in campaigns]
     common = [] if shared else shared_groups(session, tz)
@@ -149,7 +153,7 @@ def build_digest(session: Session, settings: Settings, *, now: datetime, since: 
         "sections": sections,
         "common": common,
         "colours": {state.value: colour for state, colour in STATE_HEX.items()},
-        "other": _other(session, settings, tz, since, now),
+        "other": _other(session, settings, tz, since, now, only=campaign),
         "now": local_time(now, tz),
         "since": local_time(since, tz) if since else None,
     }
@@ -245,14 +249,16 @@ def _arrivals(session: Session, settings: Settings, campaign: CampaignSpec, tz: 
     return out
 
 
-def _other(session: Session, settings: Settings, tz: ZoneInfo, since: datetime | None, now: datetime) -> list[dict]:
-    """其他来信: mail for no open campaign and mail for a closed one, since the last digest."""
+def _other(session: Session, settings: Settings, tz: ZoneInfo, since: datetime | None, now: datetime,
+           only: CampaignSpec | None = None) -> list[dict]:
+    """其他来信: mail for no open campaign and mail for a closed one, since the last digest
+    (with `only`: of closed campaigns, that one's mail alone)."""
     return [
         {"at": local_time(o.arrived_at, tz), "sender": o.sender or "发件人不明", "unit": o.unit,
          "subject": o.subject or "（无主题）",
          "why": f"所属征集「{o.campaign}」已截止" if o.campaign else (o.routing or "不属于进行中的征集")}
         for o in other_mail(session, settings, since)
-        if o.arrived_at <= now
+        if o.arrived_at <= now and (only is None or o.campaign in (None, only.name))
     ]
 
 

@@ -21,7 +21,7 @@ def test_a_backup_restores_to_a_working_database_and_archive(tmp_path: Path) -> 
     demo = tmp_path / "demo"
     invoke("demo", "--dir", str(demo))
     config = demo / "intake.toml"
-    before = json.loads(invoke("--config", str(config), "export"))
+    before = json.loads(invoke("--config", str(config), "export", "--campaign", "default"))
     invoke("--config", str(config), "backup", str(tmp_path / "backups"))
     [folder] = (tmp_path / "backups").iterdir()
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -35,7 +35,7 @@ def test_a_backup_restores_to_a_working_database_and_archive(tmp_path: Path) -> 
         .replace('path = "files"', f'path = "{folder / "files"}"'),
         encoding="utf-8",
     )
-    assert json.loads(invoke("--config", str(restored), "export"))["submissions"] == before["submissions"]
+    assert json.loads(invoke("--config", str(restored), "export", "--campaign", "default"))["submissions"] == before["submissions"]
     # The archive came along: every mail can be parsed again from the copy alone.
     assert "已重新处理" in invoke("--config", str(restored), "reprocess")
-    assert json.loads(invoke("--config", str(restored), "status", "--json"))["counts"] == before["counts"]
+    assert json.loads(invoke("--config", str(restored), "status", "--json", "--campaign", "default"))["counts"] == before["counts"]

@@ -33,7 +33,7 @@ def test_verbose_reprocess_logs_one_line_per_mail_and_no_library_debug(demo: Pat
         result = CliRunner().invoke(main, ["-v", "--config", str(demo / "intake.toml"), "reprocess"])
     assert result.exit_code == 0, result.output
     ours = [r.getMessage() for r in caplog.records if r.name == "intake.pipeline" and r.getMessage().startswith("mail #")]
-    assert len(ours) == 10  # the demo's ten mails, one line each
+    assert len(ours) == 13  # the demo's thirteen mails, one line each
     assert any("from=jinan@example.cn campaign=default unit=济南市总工会 trust=verified verdict=" in line for line in ours)
     noisy = [r for r in caplog.records if r.name.split(".")[0] in {n.split(".")[0] for n in THIRD_PARTY} and r.levelno < logging.WARNING]
     assert noisy == []

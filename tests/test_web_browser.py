@@ -21,6 +21,7 @@ import pytest
 import tomli_w
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
+from config.campaigns import LEGACY_ID
 from intake.board import STATE_HEX
 from tests.support.browser import (
     OriginGuard,
@@ -39,6 +40,8 @@ MISSING_UNIT, MISSING_ADDRESS = "东营市总工会", "dongying@example.cn"  # o
 ASSIGN_TO = "济宁市总工会"  # nothing from it in the demo
 PDF_UNIT = "枣庄市总工会"  # a sealed scan beside its workbook
 PHONE = 390
+MEDAL = "wuyi-2024"  # the demo's second campaign
+LETTER_UNIT = "济南市总工会"  # its letter in the demo belongs to no campaign (其他来信)
 
 
 @dataclass
@@ -49,11 +52,12 @@ class Console:
     page: Page
     dialogs: list[str] = field(default_factory=list)  # what each window.confirm() asked
 
-    def status(self) -> dict:
-        return json.loads(cli(self.config, "status", "--json"))
+    def status(self, campaign: str = LEGACY_ID) -> dict:
+        """One campaign's `status --json` (the demo has two open; the console opens on the default)."""
+        return json.loads(cli(self.config, "status", "--json", "--campaign", campaign))
 
-    def unit(self, name: str) -> dict:
-        return next(u for u in self.status()["units"] if u["name"] == name)
+    def unit(self, name: str, campaign: str = LEGACY_ID) -> dict:
+        return next(u for u in self.status(campaign)["units"] if u["name"] == name)
 
     def mail_to(self, address: str) -> Received:
         """The first mail the sink got for `address`, waiting for it (a condition, not a sleep)."""
@@ -164,6 +168,17 @@ def remind_missing(c: Console) -> str:
     return preview
 
 
+def route_letter(c: Console, campaign: str) -> int:
+    """From the overview's 其他来信, open the letter and put it in `campaign`: pick, one click."""
+    c.page.click("#nav-overview")
+    c.page.locator("#other-mail li a").first.click()
+    submission_id = int(c.page.url.rsplit("/", 1)[1])
+    c.page.select_option("#route-campaign", campaign)
+    c.page.click("#route-form button[type=submit]")
+    c.page.wait_for_selector("#done")
+    return submission_id
+
+
 def late_message_id(demo: Path) -> str:
     """The Message-ID of the late mail, read from the demo's Maildir (not from intake)."""
     for path in (demo / "maildir" / "new").iterdir():
@@ -246,6 +261,21 @@ def test_the_audit_page_lists_the_acts(office: Console) -> None:
         assert (action, "admin") in acts
 
 
+def test_a_letter_for_no_campaign_is_routed_to_the_medal_campaign_with_one_click(office: Console) -> None:
+    assert office.unit(LETTER_UNIT, MEDAL)["state"] == "missing"
+    submission_id = route_letter(office, MEDAL)
+    assert office.dialogs == ["确定把这封邮件归入所选征集？将按该征集重新判定；此前未回复过的，单位会收到该征集的回复。"]
+    assert office.page.locator("#done").inner_text() == "已完成：归入征集"
+    office.page.click(f'#campaigns a[data-campaign="{MEDAL}"]')
+    medal = office.unit(LETTER_UNIT, MEDAL)
+    assert medal["submission_id"] == submission_id
+    assert board_states(office.page)[LETTER_UNIT] == medal["state"] != "missing"
+    assert office.page.locator("#other-mail").count() == 0  # the only letter for no campaign
+    office.page.click("#nav-audit")
+    row = office.page.locator('#audit tbody tr[data-action="route"]')
+    assert row.count() == 1 and row.locator("td").nth(1).inner_text() == "admin"
+
+
 def test_at_phone_width_the_board_fits_and_the_nav_works(phone: Console) -> None:
     page = phone.page
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE + 1
@@ -254,5 +284,5 @@ def test_at_phone_width_the_board_fits_and_the_nav_works(phone: Console) -> None
         box = link.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE
     page.click("#nav-queue")
-    page.wait_for_url(phone.base + "/queue")
+    page.wait_for_url(phone.base + f"/queue?campaign={LEGACY_ID}")  # two campaigns open: the nav keeps the one shown
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE + 1

@@ -172,7 +172,7 @@ def test_every_page_without_login_redirects_to_login(site: Site, path: str) -> N
 
 @pytest.mark.parametrize("path", ["/submissions/5/confirm", "/submissions/5/reject", "/submissions/10/late",
                                   "/submissions/9/review", "/submissions/2/reprocess", "/submissions/5/assign",
-                                  "/remind", "/deadline", "/users"])
+                                  "/submissions/2/route", "/remind", "/deadline", "/users"])
 def test_no_act_without_login(site: Site, path: str) -> None:
     response = site.client.post(path, data={"decision": "accept", "unit": "东营市总工会"}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"].startswith("/login")
@@ -349,9 +349,11 @@ def test_overview_filters_by_kind_and_state(admin: Site) -> None:
 
 def test_unit_page_lists_submissions_newest_first_with_the_current_marked(admin: Site) -> None:
     with admin.app.db.session() as session:
-        ids = session.scalars(select(Submission.id).where(Submission.unit == "济南市总工会")).all()
+        rows = session.execute(select(Submission.id, Submission.campaign).where(Submission.unit == "济南市总工会")).all()
+    ids, in_2024 = [i for i, _ in rows], [i for i, c in rows if c == "default"]
     current = current_id(admin, "济南市总工会")
-    assert len(ids) == 2 and current == max(ids)  # the correction sent later stands
+    assert len(in_2024) == 2 and current == max(in_2024)  # the correction sent later stands
+    assert len(ids) == 3  # the unit's letter for no campaign is listed too
     page = admin.client.get("/units/济南市总工会").text
     assert re.findall(r'data-submission="(\d+)"', page) == [str(i) for i in sorted(ids, reverse=True)]
     assert re.search(rf'<tr class="current" data-submission="{current}">', page)
@@ -472,21 +474,11 @@ def test_the_authentication_line_tells_failed_from_not_checked() -> None:
 # --- two campaigns in one console --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def two_campaigns(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo with the shipped 五一劳动奖章推荐 open beside it: 青岛 and 淄博 recommend
-    candidates, 济南 writes a letter for no campaign."""
-    from tests.support.browser import add_second_campaign
-
-    folder = tmp_path_factory.mktemp("campaigns") / "demo"
-    shutil.copytree(demo, folder)
-    add_second_campaign(folder / "intake.toml")
-    return folder
-
-
 @pytest.fixture
-def medal_site(two_campaigns: Path, tmp_path: Path) -> Iterator[Site]:
-    s = open_site(two_campaigns, tmp_path)
+def medal_site(demo: Path, tmp_path: Path) -> Iterator[Site]:
+    """The demo has the shipped 五一劳动奖章推荐 open beside the 2024 notice: 青岛 and 淄博
+    recommend candidates (淄博's score is out of bounds), 济南 writes a letter for no campaign."""
+    s = open_site(demo, tmp_path)
     assert s.login().status_code == 303
     yield s
     s.client.close()
@@ -524,5 +516,32 @@ def test_each_campaigns_downloads_hold_its_rows_only(medal_site: Site) -> None:
     assert all(set(s["forms"]) == {"candidates"} for s in export["submissions"])
     book = load_workbook(io.BytesIO(medal_site.client.get(f"/export/workbook.xlsx?campaign={medal.id}").content))
     assert book.sheetnames[0] == "表1 推荐人选"
-    assert {c.value for c in book["表1 推荐人选"]["A"][3:]} == {"青岛市总工会", "淄博市总工会（材料不全）"}
+    assert {c.value for c in book["表1 推荐人选"]["A"][3:]} == {"青岛市总工会", "淄博市总工会（需修改）"}
     assert medal_site.client.get("/?campaign=nonexistent").status_code == 400
+
+
+def other_letter_id(site: Site) -> int:
+    with site.app.db.session() as session:
+        return session.scalar(select(Submission.id).where(Submission.status == SubmissionStatus.OTHER))
+
+
+def test_route_puts_a_letter_for_no_campaign_in_the_chosen_one_and_audits_it(medal_site: Site) -> None:
+    medal, sid = medal_site.settings.campaigns[-1], other_letter_id(medal_site)
+    page = medal_site.client.get(f"/submissions/{sid}").text
+    assert f'<option value="{medal.id}" >' in page and 'id="route-form"' in page
+    response = medal_site.post(f"/submissions/{sid}/route", {"target": medal.id})
+    assert response.status_code == 303 and response.headers["location"] == f"/submissions/{sid}?done=route"
+    routed = submission(medal_site, sid)
+    assert (routed.campaign, routed.routed_by, routed.unit) == (medal.id, "staff", "济南市总工会")
+    [entry] = audit_rows(medal_site, "route")
+    assert (entry.actor, entry.target, entry.note) == ("admin", f"submission:{sid}", medal.name)
+    assert (entry.before["campaign"], entry.after["campaign"]) == (None, medal.id)
+    assert board_states(medal_site.client.get(f"/?campaign={medal.id}").text)["济南市总工会"] != "missing"
+    assert "已完成：归入征集" in medal_site.client.get(f"/submissions/{sid}?done=route").text
+
+
+def test_route_to_an_unknown_campaign_is_refused_and_changes_nothing(medal_site: Site) -> None:
+    sid = other_letter_id(medal_site)
+    response = medal_site.post(f"/submissions/{sid}/route", {"target": "nonexistent"})
+    assert response.status_code == 400 and "没有编号为「nonexistent」的征集" in html.unescape(response.text)
+    assert submission(medal_site, sid).status is SubmissionStatus.OTHER and audit_rows(medal_site, "route") == []

@@ -156,38 +156,3 @@ def image_width(image: Locator) -> int:
     decode() settles when the image has arrived, and fails if it cannot be shown."""
     image.scroll_into_view_if_needed()
     return image.evaluate("i => i.decode().then(() => i.naturalWidth, () => 0)")
-
-
-SECOND_CAMPAIGN = "2024-五一劳动奖章推荐"  # the shipped second notice (config/campaigns/)
-
-
-def add_second_campaign(config: Path) -> None:
-    """Open the shipped 五一劳动奖章推荐 campaign beside the demo's, and drop in mail for it
-    (青岛 and 淄博 recommend candidates) and a letter for no campaign (济南), then poll."""
-    data = tomllib.loads(config.read_text(encoding="utf-8"))
-    first = load_settings(config).campaign
-    deadline = first.deadline + dt.timedelta(days=14)
-    data["campaigns"] = [*data.get("campaigns", []), {"file": SECOND_CAMPAIGN, "deadline": deadline}]
-    config.write_text(tomli_w.dumps(data), encoding="utf-8")
-    settings = load_settings(config)
-    medal = settings.campaign_set.get(settings.campaigns[-1].id)
-    form = medal.forms[0]
-    arrived = first.deadline - dt.timedelta(hours=2)
-    mails = {
-        "9101.medal": mime_message(sender=("青岛市总工会", "qingdao@example.cn"), subject="五一劳动奖章推荐人选",
-                                   body="请查收。\n青岛市总工会", date=arrived,
-                                   attachments=[("推荐人选汇总表.xlsx", form_workbook(form, form.title, "青岛市总工会")),
-                                                ("盖章扫描件.pdf", scanned_pdf())]),
-        "9102.medal": mime_message(sender=("淄博市总工会", "zibo@example.cn"), subject="劳动奖章推荐",
-                                   body="请查收。\n淄博市总工会", date=arrived + dt.timedelta(minutes=30),
-                                   attachments=[("推荐人选汇总表.xlsx", form_workbook(form, form.title, "淄博市总工会"))]),
-        "9103.other": mime_message(sender=("济南市总工会", "jinan@example.cn"), subject="关于职工疗养安排的请示",
-                                   body="请审阅附件。\n济南市总工会", date=arrived + dt.timedelta(hours=1), attachments=[]),
-    }
-    maildir = settings.resolve(settings.mailbox.maildir) / "new"
-    for index, (name, raw) in enumerate(mails.items()):
-        path = maildir / name
-        path.write_bytes(raw)
-        stamp = (arrived + dt.timedelta(minutes=30 * index)).timestamp()
-        os.utime(path, (stamp, stamp))  # the Maildir's arrival time
-    cli(config, "poll")

@@ -73,7 +73,7 @@ def show(ctx: Ctx) -> Response:
     message = submission.message
     spec = ctx.settings.campaign_set.get(submission.campaign)  # None: `other` mail
     deadline = campaign_of(ctx.settings, submission).deadline
-    late = is_late(message.arrived_at, deadline)
+    late = spec is not None and is_late(message.arrived_at, deadline)  # `other` mail is late for nothing
     mails = ctx.session.scalars(select(OutboxItem).where(OutboxItem.submission_id == submission.id)
                                 .order_by(OutboxItem.created_at, OutboxItem.id))
     codes = {p.code for p in submission.problems}
@@ -89,8 +89,10 @@ def show(ctx: Ctx) -> Response:
         can_assign=counts and (submission.unit is None or submission.trust in (Trust.CLAIMED, Trust.UNKNOWN)),
         can_confirm=awaits_staff(submission),
         can_decide_late=late and submission.unit is not None and counts,
+        can_route=submission.content_status is not SubmissionStatus.IGNORED,  # as actions.route_submission
         flagged_seal="seal_not_found" in codes or (submission.has_pdf and submission.seal is None),
-        flagged_mismatch="pdf_mismatch" in codes, done=ctx.request.query_params.get("done", ""),
+        flagged_mismatch="pdf_mismatch" in codes,
+        done=actions.action_label(ctx.request.query_params.get("done", "")),  # 已完成：归入征集, not the key
     )
 
 
@@ -150,6 +152,15 @@ def reprocess(ctx: Ctx) -> Response:
     return _back(ctx, submission.id, "reprocess", send=True)
 
 
+@page()
+def route(ctx: Ctx) -> Response:
+    """归入征集: the mail is decided again under the chosen campaign (its own transactions)."""
+    submission_id = _submission(ctx).id
+    submission = actions.route_submission(ctx.app, submission_id, ctx.field("target"), actor=ctx.user.name,
+                                          now=ctx.now)
+    return _back(ctx, submission.id, "route", send=True)  # an `other` mail gets its campaign's reply
+
+
 def _file(ctx: Ctx) -> StoredFile:
     stored = ctx.session.get(StoredFile, ctx.request.path_params["file_id"])
     if stored is None or stored.submission_id != ctx.request.path_params["id"]:
@@ -185,6 +196,7 @@ ROUTES = [
     Route("/submissions/{id:int}/late", late, methods=["POST"], name="late"),
     Route("/submissions/{id:int}/review", review, methods=["POST"], name="review"),
     Route("/submissions/{id:int}/reprocess", reprocess, methods=["POST"], name="reprocess"),
+    Route("/submissions/{id:int}/route", route, methods=["POST"], name="route"),
     Route("/submissions/{id:int}/files/{file_id:int}", download, name="file"),
     Route("/submissions/{id:int}/files/{file_id:int}/pages/{n:int}.png", page_image, name="page"),
 ]
