@@ -13,7 +13,7 @@ import click
 
 from intake import actions
 from intake.board import campaign_of, submission_label
-from intake.cli import main, opened
+from intake.cli import CAMPAIGN, campaigns_for, main, opened
 from storage.models import LateDecision, utcnow
 
 BY = click.option("--by", default=None, help="操作人（默认：当前系统用户）。")
@@ -161,9 +161,10 @@ def review(ctx: click.Context, submission_id: int, seal: str | None, mismatch_ch
 @main.command()
 @click.argument("units", nargs=-1, required=True)
 @click.option("--preview", is_flag=True, help="只显示每个单位将收到的邮件，不发送。")
+@CAMPAIGN
 @BY
 @click.pass_context
-def remind(ctx: click.Context, units: tuple[str, ...], preview: bool, by: str | None) -> None:
+def remind(ctx: click.Context, units: tuple[str, ...], preview: bool, campaign_id: str | None, by: str | None) -> None:
     """催报：给未报送、材料不全或需修改的单位发送提醒（受每日发送上限约束）。
 
     \b
@@ -172,13 +173,14 @@ def remind(ctx: click.Context, units: tuple[str, ...], preview: bool, by: str | 
     """
     with acting(ctx) as (app, session):
         now = utcnow()
+        [campaign] = campaigns_for(app.settings, campaign_id, one="催报")
         if preview:
-            for draft in actions.reminder_drafts(session, app.settings, list(units), now=now):
+            for draft in actions.reminder_drafts(session, app.settings, list(units), now=now, campaign=campaign):
                 click.echo(f"== {draft.unit} → {', '.join(draft.to) or '（无邮箱）'}"
                            + (f"（不会发送：{draft.refused}）" if draft.refused else ""))
                 click.echo(f"主题：{draft.subject}\n{draft.text}")
             return
-        drafts = actions.remind(session, app.settings, list(units), actor=_who(by), now=now)
+        drafts = actions.remind(session, app.settings, list(units), actor=_who(by), now=now, campaign=campaign)
         for draft in drafts:
             click.echo(f"{draft.unit}：" + (f"未发送（{draft.refused}）" if draft.refused else "已加入发送队列"))
     _send(app)
@@ -195,9 +197,11 @@ def _parse_deadline(text: str) -> dt.datetime:
 @main.command()
 @click.argument("new", required=False, type=_parse_deadline)
 @click.option("--note", default=None, help="变更原因（记入操作记录）。")
+@CAMPAIGN
 @BY
 @click.pass_context
-def deadline(ctx: click.Context, new: dt.datetime | None, note: str | None, by: str | None) -> None:
+def deadline(ctx: click.Context, new: dt.datetime | None, note: str | None, campaign_id: str | None,
+             by: str | None) -> None:
     """显示或修改截止时间（延期立即作用于各单位状态、汇总和汇总表；已发出的回复不变）。
 
     不带时区的时间按北京时间理解。
@@ -207,11 +211,12 @@ def deadline(ctx: click.Context, new: dt.datetime | None, note: str | None, by: 
           intake deadline 2024-02-28T17:00 --note "延期三天"
     """
     with acting(ctx) as (app, session):
+        [campaign] = campaigns_for(app.settings, campaign_id, one="修改截止时间")
         if new is None:
-            click.echo(f"截止时间：{app.settings.campaign.deadline.isoformat()}")
+            click.echo(f"{campaign.name} 截止时间：{campaign.deadline.isoformat()}")
             return
-        actions.set_deadline(session, app.settings, new, actor=_who(by), now=utcnow(), note=note)
-        click.echo(f"截止时间已改为 {new.isoformat()}（原为 {app.settings.campaign.deadline.isoformat()}）。")
+        actions.set_deadline(session, app.settings, new, actor=_who(by), now=utcnow(), note=note, campaign=campaign.id)
+        click.echo(f"{campaign.name} 截止时间已改为 {new.isoformat()}（原为 {campaign.deadline.isoformat()}）。")
 
 
 @main.command()

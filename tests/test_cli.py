@@ -163,7 +163,24 @@ def test_a_deadline_set_from_the_cli_applies_to_status_at_once_and_is_audited(tm
     CliRunner().invoke(main, ["demo", "--dir", str(directory)], catch_exceptions=False)
     units = {u["name"]: u for u in json.loads(invoke(directory, "status", "--json", "--campaign", "default").output)["units"]}
     assert units["烟台市总工会"]["state"] == "accepted_late"
-    invoke(directory, "deadline", "2024-03-31T17:00", "--note", "延期", "--by", "娄文华")
+    invoke(directory, "deadline", "2024-03-31T17:00", "--note", "延期", "--by", "娄文华", "--campaign", "default")
     units = {u["name"]: u for u in json.loads(invoke(directory, "status", "--json", "--campaign", "default").output)["units"]}
     assert units["烟台市总工会"]["state"] == "accepted"
-    assert "娄文华 修改截止时间 campaign：延期" in invoke(directory, "audit").output
+    assert "娄文华 修改截止时间 campaign:default：延期" in invoke(directory, "audit").output
+
+
+def test_a_deadline_moved_for_one_campaign_leaves_the_other_alone(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    CliRunner().invoke(main, ["demo", "--dir", str(directory)], catch_exceptions=False)
+
+    def states(campaign: str) -> dict[str, str]:
+        board = json.loads(invoke(directory, "status", "--json", "--campaign", campaign).output)
+        return {u["name"]: u["state"] for u in board["units"]}
+
+    before = states("default")
+    refused = CliRunner().invoke(main, ["--config", str(directory / "intake.toml"), "deadline", "2024-03-01T17:00"])
+    assert refused.exit_code != 0 and "default、wuyi-2024" in refused.output  # two open: say which
+    assert "2024-03-01" in invoke(directory, "deadline", "2024-03-01T17:00", "--campaign", "wuyi-2024").output
+    assert states("wuyi-2024")["青岛市总工会"] == "accepted_late"  # its recommendation came on 03-09
+    assert states("default") == before
+    assert "2024-02-25T17:00:00+08:00" in invoke(directory, "deadline", "--campaign", "default").output
