@@ -545,3 +545,13 @@ def test_route_to_an_unknown_campaign_is_refused_and_changes_nothing(medal_site:
     response = medal_site.post(f"/submissions/{sid}/route", {"target": "nonexistent"})
     assert response.status_code == 400 and "没有编号为「nonexistent」的征集" in html.unescape(response.text)
     assert submission(medal_site, sid).status is SubmissionStatus.OTHER and audit_rows(medal_site, "route") == []
+
+
+def test_a_submission_page_shows_its_own_campaign_in_the_switcher(medal_site: Site) -> None:
+    medal = medal_site.settings.campaigns[-1]
+    with medal_site.app.db.session() as session:
+        qingdao = session.scalars(select(Submission).where(Submission.campaign == medal.id,
+                                                           Submission.unit == "青岛市总工会")).first()
+    page = medal_site.client.get(f"/submissions/{qingdao.id}").text
+    assert f'data-campaign="{medal.id}" class="current"' in page
+    assert 'data-campaign="default" class="current"' not in page

@@ -49,6 +49,8 @@ class Ctx:
     auth: SessionData
     settings: Settings
     form: FormData | None
+    # A page about one submission shows (and its links keep) that submission's campaign.
+    shown: CampaignSpec | None = None
 
     @property
     def app(self) -> Any:  # intake.app.App
@@ -65,6 +67,8 @@ class Ctx:
     @property
     def campaign(self) -> CampaignSpec:
         """The campaign a page shows: `?campaign=<id>` (or the form's field), else the default."""
+        if self.shown is not None:
+            return self.shown
         wanted = self.request.query_params.get("campaign") or self.field("campaign")
         if not wanted:
             return self.settings.campaign

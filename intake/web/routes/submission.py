@@ -72,6 +72,7 @@ def show(ctx: Ctx) -> Response:
     submission = _submission(ctx)
     message = submission.message
     spec = ctx.settings.campaign_set.get(submission.campaign)  # None: `other` mail
+    ctx.shown = spec
     deadline = campaign_of(ctx.settings, submission).deadline
     late = spec is not None and is_late(message.arrived_at, deadline)  # `other` mail is late for nothing
     mails = ctx.session.scalars(select(OutboxItem).where(OutboxItem.submission_id == submission.id)
