@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from intake.samples import mime_message  # noqa: E402
+from intake.stages import collect  # noqa: E402
 from tests.support.dovecot import Dovecot  # noqa: E402
 from tests.support.hostile import zip_of  # noqa: E402
 from tests.support.intake_env import DEADLINE, intake_settings, settings_as_toml  # noqa: E402
@@ -70,10 +71,16 @@ def vm_hwm_mb(pid: int) -> float:
 
 
 def run_poll(config: Path, peak_file: Path) -> tuple[float, dict[int, float], float]:
-    """(poller peak MB, {parser pid: peak MB}, seconds)."""
+    """(poller peak MB, {parser pid: peak MB}, seconds). The poll runs this checkout's
+    code (PYTHONPATH); each parser process also writes its own VmHWM after every request
+    (intake.stages), which catches a peak between two samples."""
     started = time.monotonic()
+    stages_dir = peak_file.parent / "stages"
+    stages_dir.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "INTAKE_STAGES": str(stages_dir)}
     poll = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_peak.py"), str(peak_file),
-                             "--config", str(config), "poll"], cwd=ROOT)
+                             "--config", str(config), "poll"], cwd=ROOT, env=env)
     me = psutil.Process(poll.pid)
     others: dict[int, float] = {}
     while poll.poll() is None:
@@ -85,6 +92,9 @@ def run_poll(config: Path, peak_file: Path) -> tuple[float, dict[int, float], fl
         time.sleep(0.02)  # sampling interval, not synchronisation
     if poll.returncode != 0:
         raise SystemExit(f"intake poll failed ({poll.returncode})")
+    for pid, mb in collect(stages_dir)[2].items():
+        if pid != poll.pid:
+            others[pid] = max(others.get(pid, 0.0), mb)
     return float(peak_file.read_text()), others, time.monotonic() - started
 
 

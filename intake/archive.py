@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from intake import stages
 from storage.files import make_private_dir
 
 
@@ -30,6 +31,7 @@ class Archive:
     def path(self, area: str, digest: str) -> Path:
         return self.root / area / digest[:2] / digest
 
+    @stages.timing("archive write+fsync")
     def store(self, area: str, data: bytes) -> str:
         """Write data durably under its sha256 and return the digest (idempotent)."""
         try:

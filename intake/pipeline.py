@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from intake import stages
 from intake.app import App
 from intake.archive import ArchiveError, sha256_hex
 from intake.authenticity import AuthVerdict, check_sender, sender_header_problem, sender_problem
@@ -52,6 +53,7 @@ from storage.models import (
 )
 
 log = logging.getLogger(__name__)
+settle_current, queue_reply = stages.timing("settle")(settle_current), stages.timing("reply queue")(queue_reply)
 
 # Reasons for no reply that mean "a machine wrote this", as opposed to "we do not know you".
 NOT_AUTOMATIC = {"unknown_sender_no_attachments"}
@@ -154,6 +156,7 @@ def _at_location(session, location: Location) -> Message | None:  # noqa: ANN001
     return session.scalars(query).first()
 
 
+@stages.timing("MIME headers (poller)")
 def _headers_for_ledger(raw: bytes) -> dict:
     try:
         mail = parse_headers(raw)
@@ -185,6 +188,7 @@ class _Parsed:
     error: BaseException | None = None
 
 
+@stages.timing("read+parse, wall per mail (poller threads)")
 def _parse(app: App, message_pk: int, force: bool) -> _Parsed:
     with app.db.session() as session:
         message = session.get(Message, message_pk)
@@ -219,6 +223,7 @@ def _finish(app: App, parsed: _Parsed) -> Outcome:
         outcome = _store(app, parsed.message_pk, parsed.mail, parsed.verdict, parsed.arrived_at, parsed.reports,
                          parsed.problems)
         checkpoint("commit")
+        stages.event("stored")
         return outcome
     except STORAGE_ERRORS:
         raise
@@ -259,7 +264,9 @@ def process_messages(app: App, message_pks: list[int], *, force: bool = False) -
     while waiting or pending:
         while waiting and len(pending) < ahead:
             pending.append(app.parse_pool.submit(_parse, app, waiting.popleft(), force))
-        outcomes.append(_finish(app, pending.popleft().result()))
+        with stages.timed("wait for a parsed mail (poller)"):
+            parsed = pending.popleft().result()
+        outcomes.append(_finish(app, parsed))
     return outcomes
 
 
@@ -310,6 +317,7 @@ def _check_sender(app: App, digest: str, head: bytes, mail: MailView) -> AuthVer
     )
 
 
+@stages.timing("store (decide, settle, reply queue, commit)")
 def _store(
     app: App,
     message_pk: int,

@@ -20,6 +20,7 @@ from imap_tools import BaseMailBox
 from sqlalchemy import select
 
 from intake import mailbox as imap
+from intake import stages
 from intake.app import App
 from intake.faults import checkpoint
 from intake.pipeline import Location, Outcome, process_messages, record_message
@@ -132,7 +133,7 @@ def _fetch_and_record(app: App, mailbox: BaseMailBox, folder: str, batch: list[i
     message as it comes: a batch of large mails is never in memory together."""
     recorded = []
     for group in fetch_groups(batch, imap.sizes(mailbox, batch)):
-        for fetched in imap.fetch(mailbox, group):
+        for fetched in stages.timed_iter("fetch", imap.fetch(mailbox, group)):
             checkpoint("fetch")
             report.seen += 1
             location = Location(app.account, folder, uidvalidity, fetched.uid)

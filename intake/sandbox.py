@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from config.settings import LimitsSettings, ParsingSettings
+from intake import stages
 from intake.archive import Archive, ArchiveError, sha256_hex
 from intake.mailread import MailContent, content_from_json, content_to_json, read_mail
 from parsers.filetypes import detect_kind
@@ -99,12 +100,15 @@ def _serve(conn: Connection, memory_bytes: int, idle_poll_seconds: float = 1.0) 
         parsing = ParsingSettings.model_validate(header["parsing"])
         try:
             if header.get("kind") == MAIL:
-                reply = REPORT + content_to_json(_read_archived_mail(header, limits))
+                with stages.timed("MIME read + attachments filed (parser)"):
+                    reply = REPORT + content_to_json(_read_archived_mail(header, limits))
             else:
+                started = stages.clock()
                 data = data if data is not None else Path(header["path"]).read_bytes()
                 report = parse_file(data, header["name"], limits=limits, parsing=parsing,
                                     forms=_form_set(header["forms"]), parent=header["parent"])
                 reply = REPORT + report_to_json(report)
+                stages.add(f"parse {report.kind.value} (parser)", stages.clock() - started)
         except ArchiveError:
             reply = FAILURE + b"storage"
         except _Unarchived:
@@ -114,6 +118,7 @@ def _serve(conn: Connection, memory_bytes: int, idle_poll_seconds: float = 1.0) 
         except Exception as err:  # noqa: BLE001 - parse_file should not raise; if it does, say so
             reply = FAILURE + f"error:{type(err).__name__}".encode()
         del data
+        stages.flush()  # before the reply: a worker is killed, not stopped, once it has answered
         conn.send_bytes(reply)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake import stages
 from storage.files import create_private_file
 from storage.migrate import upgrade
 
@@ -71,8 +73,11 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._factory() as session, session.begin():
-            yield session
+        with self._factory() as session:
+            with session.begin():
+                yield session
+                started = time.perf_counter()  # reached only on success: the commit follows
+            stages.add("commit", time.perf_counter() - started)
 
     def dispose(self) -> None:
         self.engine.dispose()
