@@ -9,7 +9,8 @@ Scenarios (each in a fresh mailbox and database):
 
 `intake poll` runs as its own process (`python -m intake.cli`, as the `intake` script
 does); its peak RSS is VmHWM read at exit (bench/_peak.py), the parser processes' by
-sampling VmHWM of every descendant every 20 ms until the poll ends.
+sampling VmHWM of every descendant every 20 ms until the poll ends (not while a
+child is still the poller between fork and exec) and from their own reports.
 """
 
 from __future__ import annotations
@@ -85,8 +86,11 @@ def run_poll(config: Path, peak_file: Path) -> tuple[float, dict[int, float], fl
     others: dict[int, float] = {}
     while poll.poll() is None:
         try:
+            mine = me.cmdline()
             for child in me.children(recursive=True):
-                others[child.pid] = max(others.get(child.pid, 0.0), vm_hwm_mb(child.pid))
+                # A child caught between fork and exec still is the poller (its VmHWM too).
+                if child.cmdline() != mine:
+                    others[child.pid] = max(others.get(child.pid, 0.0), vm_hwm_mb(child.pid))
         except psutil.Error:
             pass
         time.sleep(0.02)  # sampling interval, not synchronisation

@@ -3,7 +3,9 @@
 The stdlib email parser holds ~8 times a mail's size while it splits the body into lines
 (a 59 MB mail cost the poller 455 MB), and every byte of it is written by a possible
 attacker. So the whole mail is parsed only in a parser process (intake.sandbox): it reads
-the mail from the archive, files each attachment and zip member into the archive itself,
+the mail from the archive file in chunks (intake.mime.parse_mail_file: each part's body is
+decoded into a spool file as it is reached), files each attachment and zip member into
+the archive itself, one attachment in memory at a time,
 and hands back `MailContent` (body text, part types, file references, problems) as JSON,
 rebuilt strictly. The poller reads only the mail's header block (intake.mime.header_block)
 and joins the two into a `MailView`, which is all the later steps (reply decision,
@@ -13,15 +15,18 @@ threading, storing) see of a mail.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import ConfigDict, TypeAdapter
 
 from config.settings import LimitsSettings
 from intake.archive import sha256_hex
 from intake.links import find_links
-from intake.mime import MAX_NESTING, Attachment, ParsedMail, decode_raw, parse_headers, parse_mail, safe_filename
+from intake.mime import MAX_NESTING, ParsedMail, decode_raw, parse_headers, parse_mail_file, safe_filename
 from intake.unpack import ArchiveFile, MailBudget, archive_kind, unpack_archive, unsupported_archive
 from parsers.model import Problem, ProblemCode
 
@@ -97,9 +102,23 @@ def content_from_json(data: bytes) -> MailContent:
 
 
 def read_mail(raw: bytes, limits: LimitsSettings, store: Callable[[bytes], str]) -> MailContent:
-    """Parse a whole mail; attachments and zip members within the limits go to `store`
-    (which returns their digest). Runs in a parser process (see module docstring)."""
-    parsed = parse_mail(raw)
+    """read_mail_file of a mail in memory: for tests and tools."""
+    return read_mail_file(io.BytesIO(raw), limits, store)
+
+
+def read_mail_file(source: BinaryIO, limits: LimitsSettings, store: Callable[[bytes], str],
+                   spool_dir: Path | None = None) -> MailContent:
+    """Parse a whole mail from a seekable binary file; attachments and zip members within
+    the limits go to `store` (which returns their digest). Runs in a parser process (see
+    module docstring)."""
+    parsed = parse_mail_file(source, spool_dir)
+    try:
+        return _content(parsed, limits, store)
+    finally:
+        parsed.close()
+
+
+def _content(parsed: ParsedMail, limits: LimitsSettings, store: Callable[[bytes], str]) -> MailContent:
     content = MailContent(
         body_text=parsed.body_text,
         content_types=sorted(parsed.content_types),
@@ -111,7 +130,7 @@ def read_mail(raw: bytes, limits: LimitsSettings, store: Callable[[bytes], str])
         links=[LinkRef(link.url[:MAX_URL], safe_filename(link.name) if link.name else None, link.size, link.expires_at)
                for link in find_links(parsed.bodies)],
     )
-    del parsed.message  # the tree: attachments below are already decoded bytes
+    del parsed.message  # the tree: the attachments' content is in their spool files
     if parsed.too_deep:
         content.problems.append(Problem(ProblemCode.UNSAFE_FILE, f"邮件结构嵌套超过 {MAX_NESTING} 层（异常构造），附件未读取；请直接附上文件重新发送。"))
         return content
@@ -125,14 +144,17 @@ def _file_attachments(parsed: ParsedMail, content: MailContent, limits: LimitsSe
                       store: Callable[[bytes], str]) -> None:
     budget = MailBudget(limits)  # bytes and members unpacked, shared by the mail's archives
     for attachment in parsed.attachments:
-        content.attachments.append(_reference(attachment))
-        if _is_tnef(attachment):
-            _file_tnef(attachment.name, attachment.data, content, limits, budget, store)
+        data = attachment.read()  # one decoded attachment in memory at a time
+        content.attachments.append(AttachmentRef(attachment.name, attachment.content_type, attachment.forwarded,
+                                                 sha256_hex(data), len(data)))
+        if _is_tnef(attachment.content_type, attachment.name, data):
+            _file_tnef(attachment.name, data, content, limits, budget, store)
         elif attachment.content_type in _NOT_SUBMISSIONS:
             content.problems.append(Problem(ProblemCode.UNSUPPORTED_FILE, f"《{attachment.name}》不是报送文件（日历邀请），已忽略；请以普通附件形式发送 PDF 和 Excel。", attachment.name))
         else:
-            _file_one(attachment.name, attachment.data, content, limits, budget, store)
-        attachment.data = b""  # archived: freed before the next one is decoded
+            _file_one(attachment.name, data, content, limits, budget, store)
+        del data
+        attachment.release()  # archived: freed before the next one is read
 
 
 def _file_one(name: str, data: bytes, content: MailContent, limits: LimitsSettings, budget: MailBudget,
@@ -149,9 +171,8 @@ def _file_one(name: str, data: bytes, content: MailContent, limits: LimitsSettin
         content.files.append(FileRef(name, store(data)))
 
 
-def _is_tnef(attachment: Attachment) -> bool:
-    return (attachment.content_type in _TNEF_TYPES or attachment.name.lower() == "winmail.dat"
-            or attachment.data.startswith(_TNEF_SIGNATURE))
+def _is_tnef(content_type: str, name: str, data: bytes) -> bool:
+    return content_type in _TNEF_TYPES or name.lower() == "winmail.dat" or data.startswith(_TNEF_SIGNATURE)
 
 
 def _file_tnef(name: str, data: bytes, content: MailContent, limits: LimitsSettings, budget: MailBudget,
@@ -184,11 +205,6 @@ def _tnef_name(attachment) -> str:  # noqa: ANN001 - tnefparse.TNEFAttachment
     raw = long_names[0] if long_names else attachment._name  # noqa: SLF001 - the undecoded title
     name = raw if isinstance(raw, str) else decode_raw(bytes(raw).rstrip(b"\x00"))
     return safe_filename(name.strip("\x00"))
-
-
-def _reference(attachment: Attachment) -> AttachmentRef:
-    return AttachmentRef(attachment.name, attachment.content_type, attachment.forwarded,
-                         sha256_hex(attachment.data), len(attachment.data))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,11 @@
 """Reading a raw message the way Chinese mail clients actually write it.
 
+A mail is read from a file in chunks (`parse_mail_file`): the stdlib parser builds the
+tree and its headers, but every leaf part's body is decoded (base64, quoted-printable or
+as sent) into a spool file of its own while the parser reaches it, so neither the whole
+mail nor an encoded attachment is ever held in memory, and a decoded attachment only when
+its reader asks for it (`Attachment.read`).
+
 Foxmail and QQ Mail put RFC 2047 encoded-words inside quoted filename parameters,
 Outlook and 163 webmail use RFC 2231, some clients send raw 8-bit GBK. Labels such as
 gb2312 and gbk are always read as gb18030, their superset: a name with 镕 or 𠮷 in it is
@@ -18,15 +24,21 @@ import codecs
 import email
 import email._header_value_parser as address_parser  # the RFC 5322 grammar behind email.headerregistry
 import email.errors
+import email.feedparser
 import email.header
+import hashlib
+import io
 import quopri
 import re
+import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import Compat32
 from html.parser import HTMLParser
 from itertools import islice
+from pathlib import Path
+from typing import BinaryIO
 
 
 GB_ALIASES = {"gb2312", "gbk", "x-gbk", "cp936", "ms936", "gb_2312-80", "euc-cn", "csgb2312", "x-euc-cn", "chinese", "936"}
@@ -246,9 +258,21 @@ def _has_8bit(value: str) -> bool:
 @dataclass
 class Attachment:
     name: str  # decoded display name
-    data: bytes
+    data: bytes  # b"" while the content is still in `payload` (parse_mail_file)
     content_type: str
     forwarded: bool = False  # found inside a forwarded message/rfc822 part
+    payload: PartPayload | None = None
+
+    def read(self) -> bytes:
+        """The decoded content (read from its spool file when streamed)."""
+        return self.payload.read() if self.payload is not None else self.data
+
+    def release(self) -> None:
+        """Drop the content (its spool file too): call once it is filed."""
+        self.data = b""
+        if self.payload is not None:
+            self.payload.close()
+            self.payload = None
 
 
 @dataclass
@@ -275,27 +299,77 @@ class ParsedMail:
     # large-attachment links are found (intake.links).
     bodies: list[tuple[str, str]] = field(default_factory=list)
 
+    spools: list[PartPayload] = field(default_factory=list, repr=False)  # every streamed part's
+
     @property
     def parts_lost(self) -> bool:
         """The mail says it has parts but its boundary cannot be found."""
         return bool(_LOST_PARTS.intersection(self.defects))
 
+    def close(self) -> None:
+        """Drop every spool file (attachments not yet read included)."""
+        for spool in self.spools:
+            spool.close()
+        self.spools.clear()
+
 
 def parse_mail(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
-    """The mail's headers, body text and attachments; with headers_only, the header block
-    alone (no parts, no attachments): the cost is that of the header block."""
+    """The mail's headers, body text and attachments (their bytes in `data`); with
+    headers_only, the header block alone (no parts, no attachments): the cost is that of
+    the header block. A large mail is better read with parse_mail_file."""
+    if headers_only:
+        message = email.message_from_bytes(header_block(raw), policy=RAW_HEADERS)
+        message.set_payload("")
+        return _parsed(message, too_deep=False, headers_only=True)
+    parsed = parse_mail_file(io.BytesIO(raw))
+    try:
+        for attachment in parsed.attachments:
+            attachment.data, attachment.payload = attachment.read(), None
+    finally:
+        parsed.close()
+    return parsed
+
+
+def parse_mail_file(source: BinaryIO, spool_dir: Path | None = None) -> ParsedMail:
+    """parse_mail of a mail read from a seekable binary file in chunks. The attachments'
+    content stays in spool files (in `spool_dir`, else the temp folder) until
+    `Attachment.read`; close the result (ParsedMail.close) to drop them. Memory: the
+    parser's tree and headers, a chunk, and no part's body."""
+    parser = _StreamingParser(spool_dir)
     message, too_deep = None, False
-    if not headers_only:
-        try:
-            message = email.message_from_bytes(raw, policy=RAW_HEADERS)
-            too_deep = _deeper_than(message, MAX_NESTING)
-        except RecursionError:
-            too_deep = True
+    try:
+        for chunk in iter(lambda: source.read(_CHUNK), b""):
+            parser.feed(chunk)
+        message = parser.close()
+        for part in parser.spooled:
+            part.finish_spool()
+        too_deep = _deeper_than(message, MAX_NESTING)
+    except RecursionError:
+        too_deep = True
+    except BaseException:
+        _close_all(parser.spooled)
+        raise
     if message is None or too_deep:
         # Keep the headers (sender, subject, threading) and drop the tree, so nothing
         # downstream (loop checks, reply threading) walks it and overflows the stack.
-        message = email.message_from_bytes(header_block(raw), policy=RAW_HEADERS)
+        _close_all(parser.spooled)
+        source.seek(0)
+        message = email.message_from_bytes(header_block(source.read(HEADER_BLOCK_LIMIT)), policy=RAW_HEADERS)
         message.set_payload("")
+        return _parsed(message, too_deep=True, headers_only=False)
+    parsed = _parsed(message, too_deep=False, headers_only=False,
+                     spools=[part.spooled for part in parser.spooled if part.spooled is not None])
+    return parsed
+
+
+def _close_all(parts: list[_Part]) -> None:
+    for part in parts:
+        if part.spooled is not None:
+            part.spooled.close()
+
+
+def _parsed(message: Message, *, too_deep: bool, headers_only: bool, spools: list[PartPayload] | None = None
+            ) -> ParsedMail:
     sender = read_from(message.get_all("From") or [])
     message_id = decode_header_value(message.get("Message-ID")) or None
     parsed = ParsedMail(
@@ -309,9 +383,14 @@ def parse_mail(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
         date_header=decode_header_value(message.get("Date")) or None,
         body_text="",
         too_deep=too_deep,
+        spools=spools or [],
     )
     if not (too_deep or headers_only):
-        _walk(message, parsed, forwarded=False, depth=0)
+        try:
+            _walk(message, parsed, forwarded=False, depth=0)
+        except BaseException:
+            parsed.close()
+            raise
     # walk() recurses, but only into a tree already known to nest at most MAX_NESTING deep.
     parsed.content_types = {part.get_content_type() for part in message.walk()}
     parsed.body_text = parsed.body_text[:BODY_TEXT_LIMIT]
@@ -411,6 +490,259 @@ def _deeper_than(message: Message, limit: int) -> bool:
     return False
 
 
+# --- Streaming: leaf bodies decoded into spool files while the parser reads the mail ---
+
+_CHUNK = 64 * 1024  # read from the mail file, and batched per part before decoding
+# A part's decoded bytes stay in memory up to this size, then go to a temp file: a mail of
+# thousands of tiny parts costs no file descriptors, a 21 MB attachment no memory.
+SPOOL_IN_MEMORY = 512 * 1024
+# Transfer encodings left to the stdlib (held whole, as before): uuencode is rare and its
+# decoder falls back to the raw text on any error.
+_KEPT_WHOLE = {"x-uuencode", "uuencode", "uue", "x-uue"}
+# A text body longer than this is decoded from its start only: what is kept of it
+# (BODY_CHARS_KEPT, BODY_TEXT_LIMIT, html_to_text's 200,000) is far shorter.
+TEXT_READ_LIMIT = 4 * 1024 * 1024
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]+")
+
+
+class SpoolError(OSError):
+    """A spool file could not be written (disk full): a fault of ours, not of the mail."""
+
+
+class _Base64:
+    """Incremental base64 with the stdlib's lenient reading (binascii.a2b_base64, not
+    strict; as Message.get_payload(decode=True)): characters outside the alphabet are
+    skipped, "=" counts only where it completes a quantum and ends the data there, and a
+    last quantum of 2 or 3 characters is read as if padded. One difference: a stray
+    last character (1 past a quantum: a truncated attachment) is dropped, where the stdlib
+    gives back the whole undecoded text."""
+
+    def __init__(self) -> None:
+        self._carry = b""  # fewer than 4 alphabet characters not yet decoded
+        self._pad_seen = False  # one "=" after a quantum's 2nd character
+        self._done = False
+
+    def decode(self, data: bytes) -> bytes:
+        if self._done:
+            return b""
+        data = _NOT_BASE64.sub(b"", data)
+        if b"=" not in data:
+            return self._quanta(data)
+        out = []
+        pieces = data.split(b"=")
+        for index, piece in enumerate(pieces):
+            out.append(self._quanta(piece))
+            if index == len(pieces) - 1:
+                break
+            held = len(self._carry)
+            if held == 3 or (held == 2 and self._pad_seen):
+                out.append(self.finish())
+                self._done = True
+                break
+            self._pad_seen = held == 2  # "=" after 0 or 1 characters is skipped
+        return b"".join(out)
+
+    def _quanta(self, alphabet: bytes) -> bytes:
+        if not alphabet:
+            return b""
+        self._pad_seen = False
+        data = self._carry + alphabet
+        cut = len(data) - len(data) % 4
+        self._carry = data[cut:]
+        return binascii.a2b_base64(data[:cut]) if cut else b""
+
+    def finish(self) -> bytes:
+        carry, self._carry = self._carry, b""
+        if self._done or len(carry) < 2:
+            return b""
+        return binascii.a2b_base64(carry + b"=" * (4 - len(carry)))
+
+
+class _QuotedPrintable:
+    """quopri.decodestring in pieces that each end with a line feed: a2b_qp reads nothing
+    across one ("=" then CR skips up to the next LF, so a piece never ends after a CR)."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def decode(self, data: bytes) -> bytes:
+        data = self._carry + data
+        cut = data.rfind(b"\n") + 1
+        self._carry = data[cut:]
+        return binascii.a2b_qp(data[:cut]) if cut else b""
+
+    def finish(self) -> bytes:
+        carry, self._carry = self._carry, b""
+        return binascii.a2b_qp(carry) if carry else b""
+
+
+class _AsSent:
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class PartPayload:
+    """A leaf part's decoded content in a spool file, with its size and sha256."""
+
+    def __init__(self, transfer_encoding: str, spool_dir: Path | None = None) -> None:
+        if transfer_encoding == "base64":
+            self._decoder: _Base64 | _QuotedPrintable | _AsSent = _Base64()
+        elif transfer_encoding == "quoted-printable":
+            self._decoder = _QuotedPrintable()
+        else:
+            self._decoder = _AsSent()
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spool_dir)
+        self._pending: list[str] = []  # raw lines not yet decoded
+        self._pending_chars = 0
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    @classmethod
+    def of(cls, data: bytes) -> PartPayload:
+        payload = cls("")
+        payload._write(data)
+        return payload
+
+    def feed(self, line: str) -> None:
+        """One raw line of the body, as the parser holds it (bytes as surrogates)."""
+        self._pending.append(line)
+        self._pending_chars += len(line)
+        if self._pending_chars >= _CHUNK:
+            self._decode_pending()
+
+    def _decode_pending(self) -> None:
+        raw = "".join(self._pending).encode("ascii", "surrogateescape")
+        self._pending, self._pending_chars = [], 0
+        self._write(self._decoder.decode(raw))
+
+    def finish(self, tail: str) -> None:
+        """The body's last line, as the parser left it (the line break before a boundary
+        belongs to the boundary, so the parser has taken it off)."""
+        if tail:
+            self._pending.append(tail)
+        self._decode_pending()
+        self._write(self._decoder.finish())
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            try:
+                self._file.write(data)
+            except OSError as err:
+                raise SpoolError(err.errno, f"spool file: {err.strerror or err}") from err
+            self._hash.update(data)
+            self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def read(self, limit: int = -1) -> bytes:
+        self._file.seek(0)
+        return self._file.read(limit)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Part(Message):
+    spooled: PartPayload | None = None  # set while the parser reads a leaf's body
+
+    def finish_spool(self) -> None:
+        if self.spooled is not None:
+            self.spooled.finish(self._payload if isinstance(self._payload, str) else "")
+            self._payload = ""
+
+
+class _DivertingInput(email.feedparser.BufferedSubFile):
+    """The parser's line buffer. While `divert` is set (a leaf's body), every line up to
+    the part's end goes to it instead of to the parser, except the last one: the parser
+    keeps that as the payload and strips the line break before a boundary from it, as it
+    would from the whole body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.divert: PartPayload | None = None
+        self._held: str | None = None
+
+    def readline(self) -> str | object:
+        if self.divert is None:
+            return super().readline()
+        while True:
+            if not self._lines:
+                return self._release() if self._closed else email.feedparser.NeedMoreData
+            line = self._lines.popleft()
+            # As BufferedSubFile.readline: the innermost to outermost boundary.
+            if any(at_eof(line) for at_eof in reversed(self._eofstack)):
+                self._lines.appendleft(line)
+                return self._release()
+            if self._held is not None:
+                self.divert.feed(self._held)
+            self._held = line
+
+    def _release(self) -> str:
+        line, self._held = self._held, None
+        if line is None:
+            self.divert = None
+            return ""
+        return line  # the loop asks again and then gets "", the end of the body
+
+
+class _StreamingParser(email.feedparser.BytesFeedParser):
+    """The stdlib parser (so boundaries, defects and nesting are read as before) whose
+    leaf parts' bodies are decoded into spool files instead of kept as text."""
+
+    def __init__(self, spool_dir: Path | None) -> None:
+        super().__init__(_factory=_Part, policy=RAW_HEADERS)
+        self._input = _DivertingInput()
+        self._spool_dir = spool_dir
+        self.spooled: list[_Part] = []
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        super()._parse_headers(lines)
+        part = self._cur
+        # The same tests _parsegen makes next: neither branch reads a body of its own.
+        if part.get_content_maintype() in ("message", "multipart"):
+            return
+        transfer_encoding = str(part.get("content-transfer-encoding", "")).lower()  # as get_payload reads it
+        if transfer_encoding in _KEPT_WHOLE or _encoded_forward(self._msgstack):
+            return
+        part.spooled = PartPayload(transfer_encoding, self._spool_dir)
+        self.spooled.append(part)
+        self._input.divert = part.spooled
+
+
+def _encoded_forward(stack: list[Message]) -> bool:
+    """The part is the body of a base64 or quoted-printable message/rfc822: the text that
+    _embedded_messages decodes and parses again, so it stays in the tree."""
+    if len(stack) < 2 or stack[-2].get_content_maintype() != "message":
+        return False
+    return (stack[-2].get("Content-Transfer-Encoding") or "").strip().lower() in ("base64", "quoted-printable")
+
+
+def _payload_of(part: Message) -> PartPayload:
+    """A leaf's decoded content: its spool, or (a part the stdlib kept whole) its bytes."""
+    spooled = getattr(part, "spooled", None)
+    return spooled if spooled is not None else PartPayload.of(part.get_payload(decode=True) or b"")
+
+
+def _text_of(part: Message) -> str:
+    """A text body decoded, from at most TEXT_READ_LIMIT bytes of it."""
+    payload = _payload_of(part)
+    charset = part.get_content_charset()
+    if payload.size <= TEXT_READ_LIMIT:
+        return decode_bytes(payload.read(), charset)
+    start = payload.read(TEXT_READ_LIMIT)
+    if (declared := normalize_charset(charset)) is not None:
+        try:
+            return codecs.getincrementaldecoder(declared)().decode(start, final=False)  # a cut character dropped
+        except (UnicodeDecodeError, LookupError):
+            pass
+    return decode_raw(start)
+
+
 def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> None:
     if depth > MAX_NESTING:
         # Only reachable through base64-encoded forwards, each parsed on its own.
@@ -423,7 +755,8 @@ def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> 
             _walk(inner, parsed, forwarded=True, depth=depth + 1)
         return
     if content_type in _RETURNED_HEADERS:  # a bounce's copy of the returned mail's header
-        _note_returned(parsed, email.message_from_bytes(part.get_payload(decode=True) or b"", policy=RAW_HEADERS))
+        copy = header_block(_payload_of(part).read(HEADER_BLOCK_LIMIT))
+        _note_returned(parsed, email.message_from_bytes(copy, policy=RAW_HEADERS))
         return
     if content_type in _DELIVERY_STATUS:
         _note_delivery_status(parsed, part)
@@ -436,7 +769,7 @@ def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> 
     name = _param_filename(part)
     disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     if name is None and content_type in _BODY_TYPES and disposition != "attachment":
-        text = decode_bytes(part.get_payload(decode=True) or b"", part.get_content_charset())
+        text = _text_of(part)
         if len(parsed.bodies) < MAX_BODIES:
             parsed.bodies.append((content_type, text[:BODY_CHARS_KEPT]))
         if not forwarded or not parsed.body_text:
@@ -444,13 +777,16 @@ def _walk(part: Message, parsed: ParsedMail, *, forwarded: bool, depth: int) -> 
         return
     if name is None and content_type.startswith(("multipart/", "message/")):
         return
-    data = part.get_payload(decode=True) or b""
+    payload = _payload_of(part)
+    if payload is not getattr(part, "spooled", None):
+        parsed.spools.append(payload)
     if name is None:
-        if not data or content_type in ("application/pgp-signature", "application/pkcs7-signature"):
+        if not payload.size or content_type in ("application/pgp-signature", "application/pkcs7-signature"):
             return
         name = f"未命名附件.{_guess_extension(content_type)}"
     parsed.attachments.append(
-        Attachment(name=safe_filename(name), data=data, content_type=content_type, forwarded=forwarded)
+        Attachment(name=safe_filename(name), data=b"", content_type=content_type, forwarded=forwarded,
+                   payload=payload)
     )
 
 
@@ -511,8 +847,7 @@ def _guess_extension(content_type: str) -> str:
 
 
 def _body_text(part: Message) -> str:
-    data = part.get_payload(decode=True) or b""
-    text = decode_bytes(data, part.get_content_charset())
+    text = _text_of(part)
     return html_to_text(text) if part.get_content_type() == "text/html" else text
 
 

@@ -39,7 +39,8 @@ from typing import TypeVar
 from config.settings import LimitsSettings, ParsingSettings
 from intake import stages
 from intake.archive import Archive, ArchiveError, sha256_hex
-from intake.mailread import MailContent, content_from_json, content_to_json, read_mail
+from intake.mailread import MailContent, content_from_json, content_to_json, read_mail_file
+from intake.mime import SpoolError
 from parsers.filetypes import detect_kind
 from parsers.forms import FormSet
 from parsers.model import FileReport, Problem, ProblemCode, report_from_json, report_to_json
@@ -142,12 +143,24 @@ class _Unarchived(Exception):
 
 
 def _read_archived_mail(header: dict, limits: LimitsSettings) -> MailContent:
+    """The mail read from its archive file in chunks, never whole in memory (issue 14)."""
     archive = Archive(Path(header["archive"]))
     try:
-        raw = archive.read("mail", header["digest"])
+        handle = archive.path("mail", header["digest"]).open("rb")
     except OSError as err:
         raise _Unarchived from err
-    return read_mail(raw, limits, functools.partial(archive.store, "files"))
+    with handle:
+        try:
+            intact = hashlib.file_digest(handle, "sha256").hexdigest() == header["digest"]
+        except OSError as err:
+            raise _Unarchived from err
+        if not intact:
+            raise _Unarchived
+        handle.seek(0)
+        try:
+            return read_mail_file(handle, limits, functools.partial(archive.store, "files"))
+        except SpoolError as err:  # our disk, not the mail: retried later like the archive's
+            raise ArchiveError(err.errno, str(err)) from err
 
 
 class ParseWorker:
