@@ -596,9 +596,15 @@ def _registered_sender(app: App, mail: MailView, verdict: AuthVerdict) -> bool:
 
 def _reset(submission: Submission) -> None:
     """Reprocessing replaces what a submission holds but keeps its id (replies point at it)."""
-    submission.files.clear()
-    submission.problems.clear()
-    submission.rows.clear()
+    if submission.id is None:
+        # A new submission's lists are known empty: set, not cleared, they stay loaded
+        # after the flush (no SELECT each when the reply reads them).
+        submission.files, submission.problems, submission.rows = [], [], []
+        submission.reply_form = None  # loaded too: queue_reply's reset then writes nothing
+    else:
+        submission.files.clear()
+        submission.problems.clear()
+        submission.rows.clear()
     submission.superseded_by_id = None
     if submission.routed_by != STAFF_ROUTED:  # staff's choice of campaign survives a reprocess
         submission.campaign = submission.routed_by = submission.routing = None

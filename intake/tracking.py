@@ -18,6 +18,7 @@ as 未报送.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, joinedload
@@ -143,6 +144,7 @@ def settle_current(session: Session, submission: Submission) -> Submission | Non
     return previous if newest is submission else None
 
 
+@cache  # built once: constructing the expression costs more than running it
 def _counted_clause() -> ColumnElement[bool]:
     """_counts as SQL."""
     return and_(
@@ -154,6 +156,7 @@ def _counted_clause() -> ColumnElement[bool]:
     )
 
 
+@cache
 def _trusted_clause() -> ColumnElement[bool]:
     """intake.trust.is_trusted as SQL."""
     return or_(Submission.trust.in_(tuple(TRUSTED)), Submission.confirmation == Confirmation.CONFIRMED)

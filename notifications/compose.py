@@ -96,12 +96,18 @@ def _add_encoded_word_name(part: EmailMessage, name: str) -> None:
     part.set_raw("Content-Type", f'{content_type};\n name="{words}"')  # lines re-joined with CRLF
 
 
+def wire_bytes(message: EmailMessage) -> bytes:
+    """The bytes the outbox stores and SMTP sends."""
+    return message.as_bytes(policy=SMTP_WIRE)
+
+
 def enqueue(
     session: Session,
     *,
     kind: OutboxKind,
     dedupe_key: str,
     message: EmailMessage,
+    raw: bytes | None = None,
     submission_id: int | None = None,
     reply_kind: str | None = None,
     priority: int = 0,
@@ -109,6 +115,8 @@ def enqueue(
     """Add `message` to the outbox in the caller's transaction; None when the key exists.
 
     Lower `priority` is sent first (0: units and staff; 1: short replies to strangers).
+    `raw` is `wire_bytes(message)` when the caller has it already (serialising costs
+    milliseconds a mail).
     """
     values = {
         "dedupe_key": dedupe_key,
@@ -118,7 +126,7 @@ def enqueue(
         "to_address": ", ".join(a.addr_spec for a in message["To"].addresses),
         "subject": str(message["Subject"]),
         "message_id": str(message["Message-ID"]),
-        "raw": message.as_bytes(policy=SMTP_WIRE),
+        "raw": wire_bytes(message) if raw is None else raw,
         "state": OutboxState.PENDING,
         "attempts": 0,
         "priority": priority,
@@ -130,8 +138,8 @@ def enqueue(
         # the caller's transaction, as a unique-violation would.
         dialect_insert = _dialect_insert(dialect)
         stmt = dialect_insert(OutboxItem).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-        new_id = session.execute(stmt.returning(OutboxItem.id)).scalar()
-        return session.get(OutboxItem, new_id) if new_id is not None else None
+        # RETURNING the row itself: one statement, not an insert and then a SELECT.
+        return session.scalars(stmt.returning(OutboxItem)).first()
     if session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
         return None
     new_id = session.execute(insert(OutboxItem).values(**values).returning(OutboxItem.id)).scalar()

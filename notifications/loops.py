@@ -72,7 +72,7 @@ def no_reply_reason(
     the mail as parsed (`MailView.from_bytes(raw)` builds one from raw bytes)."""
     ours = {a.strip().lower() for a in our_addresses if a}
     from_address = _from_address(msg)
-    if is_bounce(msg):  # first: whatever else it carries, a bounce is never a submission
+    if _is_bounce(msg, from_address):  # first: whatever else it carries, a bounce is never a submission
         return "bounce"
     reply_to = (sender or "").strip().lower()
     if not reply_to:
@@ -108,9 +108,16 @@ def no_reply_reason(
 def is_bounce(msg: MailView) -> bool:
     """A delivery status notification: a report (RFC 6522), or the mail system's own
     sender (MAILER-DAEMON, postmaster) returning a mail, as a part or inline (qmail)."""
+    return _is_bounce(msg, None)
+
+
+def _is_bounce(msg: MailView, from_address: str | None) -> bool:
+    """is_bounce with From already read (reading it costs a header parse)."""
     if msg.content_types & REPORT_TYPES:
         return True
-    if not _BOUNCER_LOCAL.match(_from_address(msg).partition("@")[0]):
+    if from_address is None:
+        from_address = _from_address(msg)
+    if not _BOUNCER_LOCAL.match(from_address.partition("@")[0]):
         return False
     return bool(msg.content_types & RETURNED_PARTS) or _QMAIL_COPY in msg.body_text
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import email.message
 import email.utils
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, SmtpSettings
@@ -28,7 +29,7 @@ from intake.authenticity import domain_of
 from intake.mailread import MailView
 from intake.mime import decode_header_value
 from intake.trust import TRUSTED, authentication_failed
-from notifications.compose import build_message, enqueue
+from notifications.compose import build_message, enqueue, wire_bytes
 from notifications.render import render
 from config.campaigns import CampaignSpec
 from intake.board import campaign_of
@@ -335,8 +336,12 @@ def thread_ids(message: Message, original: MailView) -> tuple[str | None, list[s
 def _replies_within_day(session: Session, address: str, now: dt.datetime, *, failed: bool) -> int:
     """Replies to `address` in the last 24 hours about mail whose authentication did (or
     did not) fail: forged mail has its own count, so it cannot use up a unit's."""
-    auth_results = session.execute(
-        select(Message.auth_results)
+    # Counted per distinct verdict in SQL: a unit's replies carry a handful of verdicts,
+    # so Python decodes a few JSON values rather than one per reply of the day.
+    verdict = cast(Message.auth_results, Text)
+    counts = session.execute(
+        select(verdict, func.count())
+        .select_from(Message)
         .join(Submission, Submission.message_pk == Message.id)
         .join(OutboxItem, OutboxItem.submission_id == Submission.id)
         .where(
@@ -344,8 +349,10 @@ def _replies_within_day(session: Session, address: str, now: dt.datetime, *, fai
             OutboxItem.to_address == address.lower(),  # replies go to the lowercased From
             OutboxItem.created_at > now - DAY,
         )
-    ).scalars()
-    return sum(authentication_failed(auth) == failed for auth in auth_results)
+        .group_by(verdict)
+    ).all()
+    return sum(count for text, count in counts
+               if authentication_failed(json.loads(text) if text is not None else None) == failed)
 
 
 def _short_replies_within_hour(session: Session, now: dt.datetime) -> list[str]:
@@ -387,6 +394,14 @@ def cap_reason(
 # --- queueing --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ComposedReply:
+    """A reply built and serialised once: the outbox stores `raw` as it is."""
+
+    mail: email.message.EmailMessage
+    raw: bytes
+
+
 def _compose(
     submission: Submission,
     form: ReplyForm,
@@ -394,7 +409,7 @@ def _compose(
     original: MailView,
     settings: Settings,
     replaces: Submission | None,
-) -> email.message.EmailMessage | None:
+) -> ComposedReply | None:
     """The reply mail, within MAX_REPLY_BYTES: a full reply too long even with its lists
     left out (only possible with overridden templates) is not sent at all."""
     kind = ReplyKind(submission.reply)
@@ -402,19 +417,21 @@ def _compose(
     in_reply_to, references = thread_ids(message, original)
     campaign_name = campaign_of(settings, submission).name
     if form is ReplyForm.SHORT:
-        renderings = [(SHORT_TEMPLATE, short_context(submission, settings))]
+        renderings = [(SHORT_TEMPLATE, lambda: short_context(submission, settings))]
         to = message.from_address  # the bare address: a display name is the sender's text
         subject = short_subject(campaign_name)
     else:
+        # The context without lists is built only when the full one comes out too large.
         renderings = [
-            (kind.value, reply_context(submission, settings, replaces, max_problems=problems, max_files=files))
+            (kind.value, lambda problems=problems, files=files: reply_context(
+                submission, settings, replaces, max_problems=problems, max_files=files))
             for problems, files in ((MAX_PROBLEMS, MAX_FILES), (0, 0))
         ]
         to = email.utils.formataddr((cut(message.from_name), message.from_address))
         subject = OTHER_SUBJECT if kind is ReplyKind.OTHER else reply_subject(
             kind, message.subject or decode_header_value(original.get("Subject")), campaign_name)
     for template, context in renderings:
-        text, html = render(template, context, settings.smtp.templates_dir)
+        text, html = render(template, context(), settings.smtp.templates_dir)
         mail = build_message(
             from_address=settings.smtp.from_address,
             from_name=settings.smtp.from_name,
@@ -426,8 +443,11 @@ def _compose(
             references=references or None,
             auto_submitted="auto-replied",
         )
-        if len(mail.as_bytes()) <= MAX_REPLY_BYTES:
-            return mail
+        # Serialised once, as the outbox stores it; a reply has no raw headers, so these
+        # are the bytes the message's own policy would give.
+        raw = wire_bytes(mail)
+        if len(raw) <= MAX_REPLY_BYTES:
+            return ComposedReply(mail, raw)
     return None
 
 
@@ -465,8 +485,8 @@ def queue_reply(
     if (reason := cap_reason(session, submission, form, recipient, settings.smtp, now)) is not None:
         submission.reply_suppressed = reason
         return None
-    mail = _compose(submission, form, original=original, settings=settings, replaces=replaces)
-    if mail is None:
+    composed = _compose(submission, form, original=original, settings=settings, replaces=replaces)
+    if composed is None:
         submission.reply_suppressed = "too_large"
         return None
     submission.reply_form = form
@@ -475,7 +495,8 @@ def queue_reply(
         session,
         kind=OutboxKind.REPLY,
         dedupe_key=dedupe_key,
-        message=mail,
+        message=composed.mail,
+        raw=composed.raw,
         submission_id=submission.id,
         reply_kind=kind.value,
         priority=PRIORITY[form],
