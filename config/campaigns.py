@@ -152,6 +152,7 @@ def campaign_from_entry(entry: dict[str, Any], base_dir: Path, *, legacy: bool =
 
 def load_campaign_file(path: Path) -> CampaignSpec:
     """A campaign file on its own (`intake check --campaign-file`, tests)."""
+    path = Path(path).resolve()  # a relative path is the caller's, not the file's folder's
     return campaign_from_entry({"file": str(path)}, path.parent)
 
 

@@ -319,6 +319,17 @@ def test_check_campaign_file_reports_a_good_file(tmp_path: Path) -> None:
     assert "candidates（推荐人选，7 栏）" in result.output
 
 
+def test_check_campaign_file_takes_a_path_relative_to_where_it_is_run(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "wuyi.toml").write_bytes(SHIPPED_WUYI.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["check", "--campaign-file", "campaigns/wuyi.toml"])
+
+    assert result.exit_code == 0, result.output
+    assert "✓ 征集文件：wuyi-2024" in result.output
+
+
 def test_each_campaign_is_reported_and_a_shared_keyword_of_two_open_ones_fails(tmp_path: Path) -> None:
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).isoformat()
     raw = {"campaigns": [{"file": "2024-劳动竞赛", "deadline": future, "keywords": ["报送材料", "劳动竞赛"]},
