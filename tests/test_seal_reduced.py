@@ -143,3 +143,45 @@ def test_a_jpeg_whose_header_disagrees_with_the_pdf_is_left_to_pdfium() -> None:
     other = SimpleNamespace(width=meta.width * 2, height=meta.height * 2, bits_per_pixel=24)
     assert seal._jpeg_pixels(scan, other, 1754) is None
     assert seal._jpeg_size(b"not a jpeg") is None
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (scans.sealed_scan, True), (scans.oval_seal_scan, True), (scans.faded_seal_scan, True),
+    (scans.two_page_scan, True), (scans.rotated_sealed_scan, True), (scans.unsealed_scan, False),
+    (scans.neutral_unsealed_scan, False), (scans.red_lines_scan, False),
+], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_the_seal_check_decodes_a_150_dpi_scan_at_half_size_with_the_same_verdict(
+        make, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The check may read a scan's JPEG down to DECODE_PX_PER_MM (a 150-dpi scan at 1/2),
+    below the 4 px/mm it otherwise works at; page_image without it still gives 150 dpi."""
+    data = make(150)
+    pdf = pdfium.PdfDocument(data)
+    for i in range(len(pdf)):
+        shot = page_image(pdf[i], DPI, least_px_per_mm=seal.DECODE_PX_PER_MM)
+        assert seal.DECODE_PX_PER_MM <= shot.px_per_mm < seal.WORKING_PX_PER_MM
+        assert abs(shot.px_per_mm - DPI / 2 / seal.MM_PER_INCH) < 0.05
+        full = page_image(pdf[i], DPI)
+        assert abs(full.px_per_mm - DPI / seal.MM_PER_INCH) < 0.05
+        assert detect_seal(shot.pixels, shot.px_per_mm) == detect_seal(full.pixels, full.px_per_mm)
+    reduced = document_seal(pdfium.PdfDocument(data), DPI, deadline=time.monotonic() + 60)
+    monkeypatch.setattr(seal, "_jpeg_pixels", lambda *_: None)  # pdfium's full decode instead
+    assert document_seal(pdfium.PdfDocument(data), DPI, deadline=time.monotonic() + 60) == reduced
+    assert reduced.found is expected
+
+
+def test_the_paper_level_read_off_the_histogram_equals_numpys_percentile() -> None:
+    rng = np.random.default_rng(2)
+    for i in range(400):
+        h, w = rng.integers(1, 50, 2)
+        image = [rng.integers(0, 256, (h, w, 3)), rng.integers(235, 256, (h, w, 3)),
+                 rng.normal(200, 40, (h, w, 3)).clip(0, 255)][i % 3].astype(np.uint8)
+        expected = np.percentile(image.reshape(-1, 3), seal.PAPER_PERCENTILE, axis=0)
+        assert [seal._percentile(image, c, seal.PAPER_PERCENTILE) for c in range(3)] == list(expected)
+
+
+def test_a_colour_test_on_a_sparse_sample_falls_back_to_the_denser_one() -> None:
+    """Chroma on every 4th pixel but not on every 16th: still colour, as the full count says."""
+    grey = np.full((400, 320, 3), 200, np.uint8)
+    grey[2::4, 2::4] = (0, 0, 255)
+    assert seal._coloured(grey[::16, ::16]) == 0
+    assert is_greyscale(grey) is False
