@@ -347,6 +347,8 @@ class OutboxItem(Base):
         Index("ix_outbox_state_next", "state", "next_attempt_at"),
         # The reply caps count recent rows: a day's or an hour's worth, never the whole outbox.
         Index("ix_outbox_kind_created", "kind", "created_at"),
+        # …and the daily cap one address's rows of the day, not every reply of the day.
+        Index("ix_outbox_kind_to_created", "kind", "to_address", "created_at"),
     )
 
 
