@@ -173,6 +173,12 @@ class OtherRow:
     arrived_at: datetime
     routing: str | None  # why it was not taken as a submission, in Chinese
     campaign: str | None = None  # the closed campaign's name; None for `other` mail
+    campaign_id: str | None = None  # …and its id (names may repeat, ids do not)
+
+    @property
+    def why(self) -> str:
+        """Why staff see it, for the console and the digest."""
+        return f"所属征集「{self.campaign}」已截止" if self.campaign else (self.routing or "不属于进行中的征集")
 
 
 @dataclass
@@ -273,7 +279,7 @@ def other_mail(session: Session, settings: Settings, since: datetime | None = No
     for s in session.scalars(query):
         spec = settings.campaign_set.get(s.campaign) if s.status is not SubmissionStatus.OTHER else None
         rows.append(OtherRow(s.id, s.message.from_address, s.unit, s.message.subject, s.message.arrived_at,
-                             s.routing, spec.name if spec else None))
+                             s.routing, spec.name if spec else None, spec.id if spec else None))
     return rows
 
 

@@ -256,9 +256,9 @@ def _other(session: Session, settings: Settings, tz: ZoneInfo, since: datetime |
     return [
         {"at": local_time(o.arrived_at, tz), "sender": o.sender or "发件人不明", "unit": o.unit,
          "subject": o.subject or "（无主题）",
-         "why": f"所属征集「{o.campaign}」已截止" if o.campaign else (o.routing or "不属于进行中的征集")}
+         "why": o.why}
         for o in other_mail(session, settings, since)
-        if o.arrived_at <= now and (only is None or o.campaign in (None, only.name))
+        if o.arrived_at <= now and (only is None or o.campaign_id in (None, only.id))
     ]
 
 
