@@ -28,15 +28,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Literal
 
 from config.campaigns import Campaigns, CampaignSpec
+from parsers.filetypes import extension
+from parsers.sniff import TABLE_EXTENSIONS, WORD_EXTENSIONS
 
 RoutedBy = Literal["form", "keyword", "only", "none", "staff"]
-# What a sender's "document" is: a file that could be a form or its stamped copy.
-DOCUMENT_SUFFIXES = frozenset({".xls", ".xlsx", ".xlsm", ".et", ".ett", ".csv", ".doc", ".docx", ".wps", ".wpt",
-                               ".pdf", ".ofd"})
+# What a sender's "document" is: a file that could be a form or its stamped copy, by the
+# names the parsers know for tables, Word and WPS files, and stamped copies.
+DOCUMENT_EXTENSIONS = TABLE_EXTENSIONS | WORD_EXTENSIONS | {"docx", "pdf", "ofd"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Table:
 
 
 def is_document(name: str) -> bool:
-    return PurePosixPath(name.lower()).suffix in DOCUMENT_SUFFIXES
+    return extension(name) in DOCUMENT_EXTENSIONS
 
 
 def route(
