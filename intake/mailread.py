@@ -146,7 +146,7 @@ def _file_attachments(parsed: ParsedMail, content: MailContent, limits: LimitsSe
     for attachment in parsed.attachments:
         data = attachment.read()  # one decoded attachment in memory at a time
         content.attachments.append(AttachmentRef(attachment.name, attachment.content_type, attachment.forwarded,
-                                                 sha256_hex(data), len(data)))
+                                                 attachment.sha256, len(data)))
         if _is_tnef(attachment.content_type, attachment.name, data):
             _file_tnef(attachment.name, data, content, limits, budget, store)
         elif attachment.content_type in _NOT_SUBMISSIONS:

@@ -32,11 +32,13 @@ import quopri
 import re
 import tempfile
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import Compat32
 from html.parser import HTMLParser
-from itertools import islice
+from itertools import compress, count, islice
+from operator import methodcaller
 from pathlib import Path
 from typing import BinaryIO
 
@@ -266,6 +268,11 @@ class Attachment:
     def read(self) -> bytes:
         """The decoded content (read from its spool file when streamed)."""
         return self.payload.read() if self.payload is not None else self.data
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of `read()`: hashed while it was spooled, so not read again for it."""
+        return self.payload.sha256 if self.payload is not None else hashlib.sha256(self.data).hexdigest()
 
     def release(self) -> None:
         """Drop the content (its spool file too): call once it is filed."""
@@ -503,6 +510,7 @@ _KEPT_WHOLE = {"x-uuencode", "uuencode", "uue", "x-uue"}
 # (BODY_CHARS_KEPT, BODY_TEXT_LIMIT, html_to_text's 200,000) is far shorter.
 TEXT_READ_LIMIT = 4 * 1024 * 1024
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]+")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="  # and "=", as _NOT_BASE64
 
 
 class SpoolError(OSError):
@@ -525,7 +533,7 @@ class _Base64:
     def decode(self, data: bytes) -> bytes:
         if self._done:
             return b""
-        data = _NOT_BASE64.sub(b"", data)
+        data = _base64_alphabet_only(data)
         if b"=" not in data:
             return self._quanta(data)
         out = []
@@ -556,6 +564,16 @@ class _Base64:
         if self._done or len(carry) < 2:
             return b""
         return binascii.a2b_base64(carry + b"=" * (4 - len(carry)))
+
+
+def _base64_alphabet_only(data: bytes) -> bytes:
+    """`data` without the characters outside the base64 alphabet (and "="). Line breaks
+    are the only ones in well-formed base64, so they go in one C pass; the regex runs
+    only when something else is left."""
+    data = data.translate(None, b"\r\n")
+    if data.translate(None, _BASE64_ALPHABET):
+        data = _NOT_BASE64.sub(b"", data)
+    return data
 
 
 class _QuotedPrintable:
@@ -660,34 +678,105 @@ class _DivertingInput(email.feedparser.BufferedSubFile):
     """The parser's line buffer. While `divert` is set (a leaf's body), every line up to
     the part's end goes to it instead of to the parser, except the last one: the parser
     keeps that as the payload and strips the line break before a boundary from it, as it
-    would from the whole body."""
+    would from the whole body.
+
+    The body is handed over in bulk: only a line that some end-of-part matcher accepts
+    ends it, and when every matcher is a multipart boundary's (the usual case) only a line
+    starting with "--" can be one, so only those lines are tested, and text with no "-"
+    in it is not even split into lines (`push`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.divert: PartPayload | None = None
         self._held: str | None = None
+        self._dashes_only = False  # every end-of-part matcher is a boundary's
+
+    def divert_to(self, payload: PartPayload) -> None:
+        """Send the body that follows to `payload` (called once its headers are read)."""
+        self.divert = payload
+        # The matchers stay as they are until the body ends: the parser pushes and pops
+        # them only around a part's headers and subparts.
+        self._dashes_only = all(_is_boundary_matcher(at_eof) for at_eof in self._eofstack)
+
+    def push(self, data: str) -> None:
+        """As BufferedSubFile.push, but while a body is diverted and no line is queued, the
+        text up to the first "-" is not split into lines: it is body, so it goes to the
+        payload whole (its last line held back); only the rest is split."""
+        if self.divert is None or not self._dashes_only or self._lines:
+            super().push(data)
+            return
+        text = self._partial.getvalue() + data
+        dash = text.find("-")
+        # Cut after a line feed (a line start, never inside a CRLF), before any "-".
+        cut = text.rfind("\n", 0, len(text) if dash < 0 else dash) + 1
+        if not cut:
+            super().push(data)
+            return
+        self._partial.seek(0)
+        self._partial.truncate()
+        # The held text ends the body if a boundary follows: from a line start, so that
+        # the parser strips exactly the last line break from it.
+        last = text.rfind("\n", 0, cut - 1) + 1
+        if self._held is not None:  # text[:cut] has a whole line: the held one is not last
+            self.divert.feed(self._held)
+        self.divert.feed(text[:last])
+        self._held = text[last:cut]
+        super().push(text[cut:])
 
     def readline(self) -> str | object:
         if self.divert is None:
             return super().readline()
-        while True:
-            if not self._lines:
-                return self._release() if self._closed else email.feedparser.NeedMoreData
-            line = self._lines.popleft()
+        if not self._lines:
+            return self._release() if self._closed else email.feedparser.NeedMoreData
+        lines = list(self._lines)
+        self._lines.clear()
+        for index in self._candidates(lines):
+            line = lines[index]
             # As BufferedSubFile.readline: the innermost to outermost boundary.
             if any(at_eof(line) for at_eof in reversed(self._eofstack)):
-                self._lines.appendleft(line)
+                self._pass_on(lines[:index])
+                self._lines.extend(lines[index:])
                 return self._release()
-            if self._held is not None:
-                self.divert.feed(self._held)
-            self._held = line
+        self._pass_on(lines)
+        return self._release() if self._closed else email.feedparser.NeedMoreData
+
+    def _candidates(self, lines: list[str]) -> Iterable[int]:
+        """Indexes of the lines that may end the body, in order."""
+        if not self._dashes_only:
+            return range(len(lines))
+        if "-" not in "".join(lines):  # one C scan; base64 has no "-" at all
+            return ()
+        return compress(count(), map(_STARTS_WITH_DASHES, lines))
+
+    def _pass_on(self, lines: list[str]) -> None:
+        """`lines` are body: all but the last go to the payload (after the line held so
+        far), and the last is held."""
+        if not lines:
+            return
+        if self._held is not None:
+            self.divert.feed(self._held)
+        self.divert.feed("".join(lines[:-1]))
+        self._held = lines[-1]
 
     def _release(self) -> str:
         line, self._held = self._held, None
         if line is None:
             self.divert = None
             return ""
-        return line  # the loop asks again and then gets "", the end of the body
+        return line  # the parser asks again and then gets "", the end of the body
+
+
+_STARTS_WITH_DASHES = methodcaller("startswith", "--")
+_BOUNDARY_PATTERN_START = "(?P<sep>" + re.escape("--")
+
+
+def _is_boundary_matcher(at_eof: object) -> bool:
+    """Whether an end-of-part matcher is the stdlib's boundary test (`boundaryre.match`
+    in email.feedparser), which accepts only lines starting with "--". Anything else
+    (a delivery-status block's blank-line test) makes every line a candidate."""
+    pattern = getattr(at_eof, "__self__", None)
+    return (isinstance(pattern, re.Pattern) and getattr(at_eof, "__name__", "") == "match"
+            and isinstance(pattern.pattern, str) and pattern.pattern.startswith(_BOUNDARY_PATTERN_START))
 
 
 class _StreamingParser(email.feedparser.BytesFeedParser):
@@ -711,7 +800,7 @@ class _StreamingParser(email.feedparser.BytesFeedParser):
             return
         part.spooled = PartPayload(transfer_encoding, self._spool_dir)
         self.spooled.append(part)
-        self._input.divert = part.spooled
+        self._input.divert_to(part.spooled)
 
 
 def _encoded_forward(stack: list[Message]) -> bool:
