@@ -6,9 +6,13 @@ looping (Auto-Submitted, X-Loop, X-Auto-Response-Suppress) are never forgotten.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import email.utils
 import re
+import secrets
 from collections.abc import Sequence
+from functools import lru_cache
 import email.header
 from email import policy
 from email.headerregistry import Address
@@ -26,6 +30,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 # SMTP line endings; headers set raw (an attachment's RFC 2047 name) are sent as written.
 SMTP_WIRE = policy.SMTP.clone(refold_source="none")
+# The same bytes for raw ASCII headers (compat32 folds nothing with no line limit).
+RAW_WIRE = policy.compat32.clone(linesep="\r\n", max_line_length=None, mangle_from_=False)
 
 
 def one_line(value: str) -> str:
@@ -47,7 +53,7 @@ def build_message(
     *,
     from_address: str,
     from_name: str,
-    to: str,
+    to: str | tuple[str, str],
     subject: str,
     text: str,
     html: str,
@@ -57,24 +63,39 @@ def build_message(
     auto_submitted: str = "auto-generated",
     domain: str | None = None,
 ) -> EmailMessage:
-    """A UTF-8 multipart/alternative mail (multipart/mixed with attachments)."""
+    """A UTF-8 multipart/alternative mail (multipart/mixed with attachments).
+
+    `to` is a header value, or (display name, address) for one recipient whose name is
+    someone's own text: the name is then encoded as it stands, never decoded again.
+
+    Headers are written ready-folded (set_raw), so neither building nor serialising runs
+    them through email.headerregistry (milliseconds a mail); a value that is not plain
+    short ASCII goes the registry's way, except the subject and a recipient's name, which
+    are always encoded as text (a literal encoded-word in them stays literal).
+    """
     msg = EmailMessage(policy=policy.SMTP)
-    msg["From"] = Address(display_name=one_line(from_name), addr_spec=one_line(from_address))
-    msg["To"] = one_line(to)
-    msg["Subject"] = one_line(subject)
-    msg["Date"] = format_datetime(dt.datetime.now(DISPLAY_TZ))
-    msg["Message-ID"] = make_msgid(domain=domain or _domain(from_address))
+    msg.set_raw("From", _from_header(one_line(from_name), one_line(from_address)))
+    if isinstance(to, tuple):
+        _set_recipient(msg, one_line(to[0]), one_line(to[1]))
+    else:
+        _set(msg, "To", one_line(to))
+    msg.set_raw("Subject", _text_header("Subject", one_line(subject)))
+    _set(msg, "Date", format_datetime(dt.datetime.now(DISPLAY_TZ)))
+    _set(msg, "Message-ID", make_msgid(domain=domain or _domain(from_address)))
     if in_reply_to:
-        msg["In-Reply-To"] = _msg_id(in_reply_to)
+        _set(msg, "In-Reply-To", _msg_id(in_reply_to))
     if references:
-        msg["References"] = " ".join(_msg_id(r) for r in references)
+        _set(msg, "References", " ".join(_msg_id(r) for r in references))
     # RFC 3834; X-Loop is what Request Tracker and procmail recipes look for; the
     # suppress header asks Exchange/Outlook not to answer us with an out-of-office.
-    msg["Auto-Submitted"] = one_line(auto_submitted)
-    msg["X-Loop"] = one_line(from_address)
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(text, charset="utf-8")
-    msg.add_alternative(html, subtype="html", charset="utf-8")
+    msg.set_raw("Auto-Submitted", _fixed_header("Auto-Submitted", one_line(auto_submitted)))
+    msg.set_raw("X-Loop", _fixed_header("X-Loop", one_line(from_address)))
+    msg.set_raw("X-Auto-Response-Suppress", "All")
+    msg.set_raw("MIME-Version", "1.0")
+    # The email package's own form; no base64 line starts with "--", so none can match it.
+    boundary = f"{'=' * 15}{secrets.randbelow(10**19):019d}=="
+    msg.set_raw("Content-Type", f'multipart/alternative;\n boundary="{boundary}"')
+    msg.set_payload([_text_part("plain", text), _text_part("html", html)])
     for filename, mime_type, data in attachments:
         maintype, _, subtype = mime_type.partition("/")
         name = one_line(filename) or "attachment"
@@ -87,6 +108,104 @@ def build_message(
     return msg
 
 
+# --- ready-folded headers ----------------------------------------------------------------
+# policy.SMTP writes a raw value as it is when no line is longer than this; a longer
+# line would be refolded by email.headerregistry, so values are folded to fit it.
+_FOLD = 78
+
+
+def _fold_plain(name: str, value: str) -> str | None:
+    """`value` folded at its spaces into lines of at most _FOLD octets, or None when it
+    is not plain: non-ASCII, an encoded-word look-alike a reader would decode, runs of
+    spaces (a fold there could leave a blank line) or a word too long for a line."""
+    if not value.isascii() or "=?" in value or "  " in value:
+        return None
+    lines, line, width = [], "", _FOLD - len(name) - 2
+    for word in value.split(" "):
+        if not line:
+            line = word
+        elif len(line) + 1 + len(word) <= width:
+            line += " " + word
+        else:
+            lines.append(line)
+            line, width = word, _FOLD - 1
+        if len(line) > width:
+            return None
+    lines.append(line)
+    return "\n ".join(lines)  # the generator joins the lines with CRLF
+
+
+def _set(msg: EmailMessage, name: str, value: str) -> None:
+    """A structured value: raw when plain, otherwise parsed and folded by the registry."""
+    folded = _fold_plain(name, value)
+    if folded is None:
+        msg[name] = value
+    else:
+        msg.set_raw(name, folded)
+
+
+def _encoded_words(name: str, text: str) -> str:
+    """`text` as RFC 2047 UTF-8 encoded words, each line within _FOLD octets."""
+    return email.header.Header(text, "utf-8", header_name=name, continuation_ws=" ").encode(
+        linesep="\n", maxlinelen=_FOLD)
+
+
+def _text_header(name: str, text: str) -> str:
+    """Free text (a subject): plain words as they are, anything else encoded whole, so
+    a reader decodes it exactly once."""
+    folded = _fold_plain(name, text)
+    return folded if folded is not None else _encoded_words(name, text)
+
+
+def _set_recipient(msg: EmailMessage, display_name: str, address: str) -> None:
+    """To: one mailbox whose name is someone's text; the name is quoted or encoded as
+    it stands (formataddr's quoting for plain ASCII, encoded words otherwise)."""
+    if _fold_plain("To", address) is None or " " in address:
+        msg["To"] = Address(display_name=display_name, addr_spec=address)  # unusual: the registry's way
+        return
+    if not display_name:
+        msg.set_raw("To", address)
+        return
+    plain = _fold_plain("To", email.utils.formataddr((display_name, address)))
+    if plain is not None:
+        msg.set_raw("To", plain)
+        return
+    words = _encoded_words("To", display_name)
+    last_line = words.rpartition("\n")[2]
+    width = len(last_line) + (0 if "\n" in words else len("To: "))
+    separator = " " if width + len(f" <{address}>") <= _FOLD else "\n "
+    msg.set_raw("To", f"{words}{separator}<{address}>")
+
+
+@lru_cache(maxsize=32)
+def _fixed_header(name: str, value: str) -> str:
+    """A value that is the same in every mail (from the settings), folded once by the
+    registry exactly as it always was, then written raw."""
+    folded = policy.SMTP.header_factory(name, value).fold(policy=SMTP_WIRE)
+    return folded[len(name) + 2 :].rstrip("\r\n").replace("\r\n", "\n")
+
+
+def _from_header(display_name: str, address: str) -> str:
+    return _fixed_header("From", str(Address(display_name=display_name, addr_spec=address)))
+
+
+_TEXT_PART_HEADERS = {
+    subtype: (f'text/{subtype}; charset="utf-8"', "base64") for subtype in ("plain", "html")
+}
+
+
+def _text_part(subtype: str, content: str) -> EmailMessage:
+    """A UTF-8 text part in base64 (7-bit clean, lines of 76), lines ending in CRLF as
+    set_content wrote them; its headers are fixed strings."""
+    part = EmailMessage(policy=policy.SMTP)
+    content_type, encoding = _TEXT_PART_HEADERS[subtype]
+    part.set_raw("Content-Type", content_type)
+    part.set_raw("Content-Transfer-Encoding", encoding)
+    body = b"\r\n".join(content.encode("utf-8").splitlines()) + b"\r\n"
+    part.set_payload(base64.encodebytes(body).decode("ascii"))
+    return part
+
+
 def _add_encoded_word_name(part: EmailMessage, name: str) -> None:
     """Content-Type's name= as RFC 2047 encoded words, written as is (SMTP_WIRE keeps raw
     headers unfolded): the email package would otherwise turn it back into RFC 2231."""
@@ -97,8 +216,19 @@ def _add_encoded_word_name(part: EmailMessage, name: str) -> None:
 
 
 def wire_bytes(message: EmailMessage) -> bytes:
-    """The bytes the outbox stores and SMTP sends."""
-    return message.as_bytes(policy=SMTP_WIRE)
+    """The bytes the outbox stores and SMTP sends.
+
+    A mail whose headers are all raw ASCII text (build_message's, without attachments)
+    gives the same bytes under RAW_WIRE, which reads Content-Type with the plain
+    parameter parser instead of email.headerregistry (each generator step reads it).
+    """
+    wire = RAW_WIRE if all(_raw_ascii_headers(part) for part in message.walk()) else SMTP_WIRE
+    return message.as_bytes(policy=wire)
+
+
+def _raw_ascii_headers(part: EmailMessage) -> bool:
+    # Header objects are str subclasses: only a plain str is a value written as set.
+    return all(type(value) is str and value.isascii() for _, value in part.raw_items())
 
 
 def enqueue(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.message
-import email.utils
 import json
 import re
 from dataclasses import dataclass, field
@@ -415,6 +414,7 @@ def _compose(
     kind = ReplyKind(submission.reply)
     message = submission.message
     in_reply_to, references = thread_ids(message, original)
+    to: str | tuple[str, str]
     campaign_name = campaign_of(settings, submission).name
     if form is ReplyForm.SHORT:
         renderings = [(SHORT_TEMPLATE, lambda: short_context(submission, settings))]
@@ -427,7 +427,7 @@ def _compose(
                 submission, settings, replaces, max_problems=problems, max_files=files))
             for problems, files in ((MAX_PROBLEMS, MAX_FILES), (0, 0))
         ]
-        to = email.utils.formataddr((cut(message.from_name), message.from_address))
+        to = (cut(message.from_name), message.from_address)
         subject = OTHER_SUBJECT if kind is ReplyKind.OTHER else reply_subject(
             kind, message.subject or decode_header_value(original.get("Subject")), campaign_name)
     for template, context in renderings:
@@ -459,9 +459,10 @@ def queue_reply(
     settings: Settings,
     replaces: Submission | None = None,
     now: dt.datetime | None = None,
+    first: bool = False,
 ) -> OutboxItem | None:
     """Queue the reply recorded on `submission.reply`, in the form `reply_form` decides;
-    None when there is nothing to send.
+    None when there is nothing to send. `first`: the mail is processed for the first time.
 
     The form is stored on `submission.reply_form` (None when no reply is queued);
     suppression (no sender, a cap, too large) on `submission.reply_suppressed`.
@@ -474,7 +475,9 @@ def queue_reply(
     if submission.id is None:
         session.flush()  # the outbox row refers to the submission by id
     dedupe_key = f"reply:{submission.message_pk}"
-    if session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
+    # On a mail's first processing no reply of it can be queued yet (enqueue's ON CONFLICT
+    # would catch one anyway): the look-up is for reprocessing, where the form stands.
+    if not first and session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
         return None  # reprocessing the same mail never queues a second reply; its form stands
     submission.reply_form = None
     recipient = submission.message.from_address
