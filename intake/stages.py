@@ -3,8 +3,8 @@
 Off unless the environment names a directory in INTAKE_STAGES (read once, at import:
 parser processes drop INTAKE_ variables after their imports). When on, every process
 (the poller and each parser process) sums seconds and counts per stage name and writes
-them to `<dir>/stages-<pid>.json`: the poller at exit, a parser process after each
-request (it is killed, not shut down). bench/bench_mailbox.py adds the files up.
+them to `<dir>/stages-<pid>.json` at exit, and a parser process also every second while
+it serves (one killed on a timeout loses at most that second). bench/bench_mailbox.py adds the files up.
 
 The cost when off is one dict lookup per call; when on, two perf_counter calls.
 This module imports nothing of intake's, so parsers may use it too.
@@ -118,10 +118,24 @@ def snapshot() -> dict:
                 "events": {name: list(times) for name, times in _events.items()}}
 
 
+FLUSH_EVERY = 1.0  # seconds: flush_soon's interval
+_flushed_at = 0.0
+
+
+def flush_soon() -> None:
+    """flush, at most once every FLUSH_EVERY seconds: a parser process calls it after each
+    request, and writing a file per request cost the bench's parsers ~1 ms a file. The
+    last sums are written when the process exits (ParseWorker.close lets it)."""
+    if ENABLED and time.monotonic() - _flushed_at >= FLUSH_EVERY:
+        flush()
+
+
 def flush() -> None:
     """Write this process's sums (a no-op when off)."""
+    global _flushed_at  # noqa: PLW0603 - one process-wide clock
     if not ENABLED:
         return
+    _flushed_at = time.monotonic()
     target = Path(_DIR) / f"stages-{os.getpid()}.json"
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(snapshot()))

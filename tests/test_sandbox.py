@@ -43,6 +43,26 @@ def test_an_idle_worker_is_reused(worker: ParseWorker) -> None:
     assert worker.pid == pid
 
 
+def test_a_worker_is_replaced_after_its_share_of_requests(worker: ParseWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "RECYCLE_AFTER", 2)
+    pids = []
+    for _ in range(3):
+        assert worker.parse(h.form1_xlsx(), "汇总表.xlsx").forms
+        pids.append(worker.pid)
+    assert pids[0] == pids[1] != pids[2]
+
+
+def test_a_worker_grown_past_the_memory_mark_is_replaced_before_the_next_file(
+        worker: ParseWorker, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert worker.parse(h.form1_xlsx(), "汇总表.xlsx").forms
+    first = worker.pid
+    assert psutil.Process(first).memory_info().rss > 1024  # what the mark is compared with
+    monkeypatch.setattr(sandbox, "RECYCLE_RSS_BYTES", 1024)
+    monkeypatch.setattr(sandbox, "RSS_EVERY", 1)
+    assert worker.parse(h.form1_xlsx(), "汇总表.xlsx").forms
+    assert worker.pid != first
+
+
 def test_the_parsed_report_comes_back_whole(worker: ParseWorker, tmp_path: Path) -> None:
     path = tmp_path / "form.xlsx"
     path.write_bytes(h.form1_xlsx())

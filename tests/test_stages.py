@@ -44,3 +44,34 @@ def test_on_it_sums_per_stage_and_writes_one_file_per_process(tmp_path: Path, mo
     assert totals["fetch"]["count"] == 2 and totals["block"]["count"] == 1
     assert events["stored"][0] == 1.0 and len(events["stored"]) == 2
     assert peaks[1] == 7.0 and peaks[os.getpid()] > 0
+
+
+def test_flush_soon_writes_at_most_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stages, "ENABLED", True)
+    monkeypatch.setattr(stages, "_DIR", str(tmp_path))
+    monkeypatch.setattr(stages, "_flushed_at", 0.0)
+    written = tmp_path / f"stages-{os.getpid()}.json"
+    stages.flush_soon()
+    assert written.exists()
+    written.unlink()
+    stages.flush_soon()  # within the second: nothing written
+    assert not written.exists()
+
+
+def test_a_closed_parser_process_writes_its_last_sums_at_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import LimitsSettings, ParsingSettings
+    from intake.sandbox import ParseWorker
+    from tests.support import hostile as h
+    from tests.support.campaigns import DEFAULT_FORMS
+
+    monkeypatch.setenv("INTAKE_STAGES", str(tmp_path))  # read by the worker at its start
+    worker = ParseWorker(LimitsSettings(), ParsingSettings(seal_detection=False), DEFAULT_FORMS)
+    try:
+        for _ in range(2):  # the second answer comes within the first's second: not flushed then
+            assert worker.parse(h.form1_xlsx(), "汇总表.xlsx").forms
+        pid = worker.pid
+    finally:
+        worker.close()
+    totals, _, _ = stages.collect(tmp_path)
+    assert (tmp_path / f"stages-{pid}.json").exists()
+    assert totals["parse xlsx (parser)"]["count"] == 2
