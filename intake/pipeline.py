@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import traceback
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
@@ -78,6 +79,9 @@ STAFF_ROUTED = "staff"  # Submission.routed_by of a campaign staff chose: a repr
 # Our own disk or database failing (full, locked, gone) is not the message's fault: it is
 # never quarantined for that, but stays archived and the caller retries the poll later.
 STORAGE_ERRORS = (ArchiveError, OperationalError)
+STORE_STAGE = "store (decide, settle, reply queue, commit)"  # intake.stages' name
+# Mails read ahead of the store per parser process: what one stored batch can hold.
+AHEAD_PER_SLOT = 4
 # How much of a quarantined mail's traceback is logged and kept.
 TRACE_FRAMES = 8
 TRACE_CHARS = 4000
@@ -104,11 +108,31 @@ class Outcome:
     unit: str | None = None
 
 
-def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> tuple[Message, bool]:
-    """Archive the raw bytes durably, then record the message. Returns (row, created)."""
+@dataclass(frozen=True)
+class Archived:
+    """A mail safe in the archive, with what its ledger row needs (not its bytes)."""
+
+    digest: str
+    size: int
+    headers: dict
+
+
+def archive_message(app: App, raw: bytes) -> Archived:
+    """Archive the raw bytes durably and read the ledger's headers (no database)."""
     digest = app.archive.store("mail", raw)
     checkpoint("archive")
-    headers = _headers_for_ledger(raw)
+    return Archived(digest, len(raw), _headers_for_ledger(raw))
+
+
+def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> tuple[Message, bool]:
+    """Archive the raw bytes durably, then record the message. Returns (row, created)."""
+    return record_archived(app, archive_message(app, raw), arrived_at, location)
+
+
+def record_archived(app: App, archived: Archived, arrived_at: dt.datetime, location: Location
+                    ) -> tuple[Message, bool]:
+    """Record an archived mail in the ledger. Returns (row, created)."""
+    digest, headers = archived.digest, archived.headers
     with app.db.session() as session:
         existing = _at_location(session, location)
         if existing is not None:
@@ -133,7 +157,7 @@ def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Loca
             uid=location.uid,
             source_key=location.source_key,
             sha256=digest,
-            size=len(raw),
+            size=archived.size,
             arrived_at=arrived_at,
             state=MessageState.DUPLICATE if earlier is not None else MessageState.ARCHIVED,
             duplicate_of_id=earlier.id if earlier is not None else None,
@@ -214,28 +238,69 @@ def _parse(app: App, message_pk: int, force: bool) -> _Parsed:
 
 
 def _finish(app: App, parsed: _Parsed) -> Outcome:
+    """Store one parsed mail in its own transaction; quarantine it if that fails."""
     if parsed.done is not None:
         return parsed.done
     try:
         if parsed.error is not None:
             raise parsed.error
         checkpoint("parse")
-        outcome = _store(app, parsed.message_pk, parsed.mail, parsed.verdict, parsed.arrived_at, parsed.reports,
-                         parsed.problems)
-        checkpoint("commit")
-        stages.event("stored")
+        notes: list[str] = []
+        started = stages.clock()
+        with app.db.session() as session:
+            outcome = _store(app, session, parsed, notes)
+        stages.add(STORE_STAGE, stages.clock() - started)
+        _committed(notes)
         return outcome
     except STORAGE_ERRORS:
         raise
     except Exception as err:  # noqa: BLE001 - one bad message must never block the rest
-        failure = failure_text(err)
-        log.error("message %s quarantined: %s", parsed.message_pk, failure)  # once, trimmed: no exc_info
+        return _quarantine(app, parsed.message_pk, err)
+
+
+def _finish_batch(app: App, batch: list[_Parsed]) -> list[Outcome]:
+    """Store the parsed mails that are ready in one transaction (one commit, one fsync,
+    instead of one each); their replies are queued in it, so none is sent before all are
+    committed. A mail that fails takes the batch back: then each is stored alone, as
+    _finish does, and only the failing one is quarantined."""
+    ready = [p for p in batch if p.done is None and p.error is None]
+    if len(ready) < 2:
+        return [_finish(app, p) for p in batch]
+    notes: list[str] = []
+    try:
+        for _ in ready:
+            checkpoint("parse")
+        started = stages.clock()
         with app.db.session() as session:
-            message = session.get(Message, parsed.message_pk)
-            message.state = MessageState.QUARANTINED
-            message.error = failure
-            message.processed_at = utcnow()
-            return _outcome(message)
+            stored = {p.message_pk: _store(app, session, p, notes) for p in ready}
+        stages.add(STORE_STAGE, stages.clock() - started, len(ready))
+    except STORAGE_ERRORS:
+        raise
+    except Exception:  # noqa: BLE001 - found again, and quarantined, one by one below
+        log.warning("a mail of a batch of %s could not be stored; storing them one at a time", len(ready))
+        return [_finish(app, p) for p in batch]
+    _committed(notes, len(ready))
+    return [stored[p.message_pk] if p.message_pk in stored else _finish(app, p) for p in batch]
+
+
+def _committed(notes: list[str], mails: int = 1) -> None:
+    """After the commit: the log lines of what was stored (a batch taken back logs nothing)."""
+    for _ in range(mails):
+        checkpoint("commit")
+        stages.event("stored")
+    for note in notes:
+        log.info("%s", note)
+
+
+def _quarantine(app: App, message_pk: int, err: BaseException) -> Outcome:
+    failure = failure_text(err)
+    log.error("message %s quarantined: %s", message_pk, failure)  # once, trimmed: no exc_info
+    with app.db.session() as session:
+        message = session.get(Message, message_pk)
+        message.state = MessageState.QUARANTINED
+        message.error = failure
+        message.processed_at = utcnow()
+        return _outcome(message)
 
 
 def failure_text(err: BaseException) -> str:
@@ -253,20 +318,31 @@ def process_message(app: App, message_pk: int, *, force: bool = False) -> Outcom
     return _finish(app, _parse(app, message_pk, force))
 
 
-def process_messages(app: App, message_pks: list[int], *, force: bool = False) -> list[Outcome]:
+def process_messages(app: App, message_pks: Iterable[int], *, force: bool = False) -> list[Outcome]:
     """The same for many, in order: later messages are read and their attachments parsed
-    (in parser processes) while earlier ones are stored, one transaction each. A parsed
-    mail waiting to be stored is plain data (`_Parsed`), so only their number is bounded."""
-    ahead = 2 * app.parse_slots
-    waiting = deque(message_pks)
+    (in parser processes) while earlier ones are stored, those parsed by then in one
+    transaction (_finish_batch). `message_pks` is read lazily, a few ahead of the store:
+    the poller's fetch-and-record generator keeps the parser processes busy while it
+    fetches. A parsed mail waiting to be stored is plain data (`_Parsed`), so only their
+    number is bounded."""
+    ahead = AHEAD_PER_SLOT * app.parse_slots
+    source = iter(message_pks)
     pending: deque[Future[_Parsed]] = deque()
-    outcomes = []
-    while waiting or pending:
-        while waiting and len(pending) < ahead:
-            pending.append(app.parse_pool.submit(_parse, app, waiting.popleft(), force))
+    outcomes: list[Outcome] = []
+
+    def refill() -> None:
+        while len(pending) < ahead and (pk := next(source, None)) is not None:
+            pending.append(app.parse_pool.submit(_parse, app, pk, force))
+
+    refill()
+    while pending:
         with stages.timed("wait for a parsed mail (poller)"):
-            parsed = pending.popleft().result()
-        outcomes.append(_finish(app, parsed))
+            batch = [pending.popleft().result()]
+        refill()
+        while pending and pending[0].done():
+            batch.append(pending.popleft().result())
+            refill()
+        outcomes += _finish_batch(app, batch)
     return outcomes
 
 
@@ -317,17 +393,12 @@ def _check_sender(app: App, digest: str, head: bytes, mail: MailView) -> AuthVer
     )
 
 
-@stages.timing("store (decide, settle, reply queue, commit)")
-def _store(
-    app: App,
-    message_pk: int,
-    mail: MailView,
-    verdict: AuthVerdict,
-    arrived_at: dt.datetime,
-    reports: list[FileReport],
-    unpack_problems: list[Problem],
-) -> Outcome:
+def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # noqa: ANN001 - Session
+    """Decide and store one parsed mail in the caller's transaction; what to log once it
+    commits goes to `notes`."""
     settings = app.settings
+    message_pk, mail, verdict, arrived_at = parsed.message_pk, parsed.mail, parsed.verdict, parsed.arrived_at
+    reports, unpack_problems = parsed.reports, parsed.problems
     # A mail whose parts are lost (boundary never found) and that names no attachment has
     # sent nothing: its MIME problem is no file (an unknown sender's gets no reply).
     has_files = (bool(reports) or bool(mail.links)
@@ -342,99 +413,98 @@ def _store(
         known_sender=app.registry.by_sender(mail.from_address) is not None,
         has_attachments=has_files,
     )
-    with app.db.session() as session:
-        message = session.get(Message, message_pk)
-        message.auth_results = verdict.as_dict()
-        if message.submission is None and (first := same_mail_delivered_before(session, message, reports, mail.links)) is not None:
-            return _record_copy(message, first)
-        if reason == "bounce":
-            note_bounce(session, mail)
-        submission = message.submission or Submission(message=message)
-        _reset(submission)
-        late = False
-        spam = _in_extra_folder(message, settings)
-        if spam and not _registered_sender(app, mail, verdict):
-            # Spam folders hold mostly spam: a stranger's mail there is kept, never answered.
-            _fill(submission, status=SubmissionStatus.IGNORED, late=late, reply=ReplyKind.NONE, suppressed="spam_folder")
-            session.add(submission)
-            settle_current(session, submission)
-        elif reason in ALWAYS_IGNORED or (not has_files and reason is not None):
-            status = SubmissionStatus.IGNORED
-            _fill(submission, status=status, late=late, reply=ReplyKind.NONE, suppressed=reason)
-            session.add(submission)
-            settle_current(session, submission)
-        elif (routed := _route(settings, submission, mail, reports, arrived_at)).campaign is None:
-            _store_other(app, session, submission, mail, verdict, reports, routed, reason)
-        else:
-            campaign = routed.campaign
-            late = is_late(arrived_at, campaign.deadline)
-            reports, foreign = _of_campaign(reports, campaign)
-            linked = frozenset().union(*(LargeAttachment(**vars(link)).covers for link in mail.links))
-            done = completeness(reports, linked, requires_pdf=campaign.requires_pdf,
-                                requires_editable=campaign.requires_editable)
-            written_units = sheet_units(reports)
-            match = app.registry.match(
-                sender=mail.from_address, sheet_units=written_units, subject=mail.subject, body=mail.body_text
-            )
-            problems = [*unpack_problems, *(p for r in reports for p in r.problems),
-                        *cross_check(reports, settings.campaign_set.forms)]
-            problems += [*done.problems, *match.problems, *pending_links(mail.links, done), *foreign]
-            if settings.authenticity.require and (unverified := sender_problem(verdict, mail.from_address)):
-                problems.append(unverified)
-            if ambiguous := sender_header_problem(mail):
-                problems.append(ambiguous)
-            if spam:
-                problems.append(Problem(ProblemCode.FOUND_IN_SPAM, f"该邮件在垃圾邮件文件夹（{message.folder}）中找到，已按正常报送处理；"
-                                                                   "请在邮箱中把该单位的地址加入白名单。"))
-            status = content_status(problems, has_pdf=done.pdf_ok, has_editable=done.editable_ok,
-                                    attachments=len(reports), linked=linked)
-            # A closed campaign's mail is marked CLOSED even when it is not answered (automatic
-            # mail): intake.tracking holds it back from the unit's record until staff accept it.
-            reply = ReplyKind.CLOSED if routed.closed else ReplyKind.NONE if reason else reply_kind(status, late)
-            _fill(submission, status=status, late=late, reply=reply, suppressed=reason)
-            _routed(submission, routed)
-            if not submission.assigned_by:  # a unit staff named stays named
-                submission.unit = match.unit.name if match.unit else None
-                submission.unit_source = match.source if match.unit else None
-                submission.trust = trust_level(unit_source=submission.unit_source, auth=message.auth_results)
-            if submission.confirmed_by is None:  # staff's word survives a reprocess
-                submission.confirmation = Confirmation.PENDING if submission.trust is Trust.CLAIMED else None
-            if awaits_staff(submission):
-                problems.append(unconfirmed_problem(submission))
-            submission.sheet_unit = (written_units or [None])[0]
-            submission.has_pdf, submission.has_editable = done.has_pdf, done.has_editable
-            submission.seal = seal_verdict(reports)
-            submission.ocr_pending = settings.parsing.ocr and any(
-                r.pdf is not None and not r.pdf.has_text for r in reports
-            )
-            _attach(submission, reports, problems, mail.archives, campaign)
-            _attach_links(submission, mail.links)
-            submission.needs_review = (
-                late
-                or routed.closed
-                or awaits_staff(submission)
-                or reason is not None
-                or status is SubmissionStatus.INVALID
-                or submission.unit is None
-                or any(p.code in REVIEW_CODES for p in problems)
-            )
-            session.add(submission)
-            session.flush()
-            replaced = settle_current(session, submission)
-            if reply is not ReplyKind.NONE and reason is None:
-                queue_reply(session, submission, original=mail, settings=settings, replaces=replaced)
-        message.state = MessageState.PROCESSED
-        message.processed_at = utcnow()
-        message.error = None
-        session.flush()
-        log.info(
-            "mail #%s uid=%s from=%s campaign=%s unit=%s trust=%s verdict=%s%s reply=%s%s",
-            message.id, message.uid if message.uid is not None else message.source_key, message.from_address,
-            submission.campaign or "-", submission.unit, submission.trust.value if submission.trust else "-", submission.status.value,
-            " (late)" if submission.late else "", submission.reply.value,
-            f" ({submission.reply_suppressed})" if submission.reply_suppressed else "",
+    message = session.get(Message, message_pk)
+    message.auth_results = verdict.as_dict()
+    if message.submission is None and (first := same_mail_delivered_before(session, message, reports, mail.links)) is not None:
+        return _record_copy(message, first, notes)
+    if reason == "bounce":
+        note_bounce(session, mail)
+    first = message.submission is None
+    submission = message.submission or Submission(message=message)
+    _reset(submission)
+    late = False
+    spam = _in_extra_folder(message, settings)
+    if spam and not _registered_sender(app, mail, verdict):
+        # Spam folders hold mostly spam: a stranger's mail there is kept, never answered.
+        _fill(submission, status=SubmissionStatus.IGNORED, late=late, reply=ReplyKind.NONE, suppressed="spam_folder")
+        session.add(submission)
+        settle_current(session, submission)
+    elif reason in ALWAYS_IGNORED or (not has_files and reason is not None):
+        status = SubmissionStatus.IGNORED
+        _fill(submission, status=status, late=late, reply=ReplyKind.NONE, suppressed=reason)
+        session.add(submission)
+        settle_current(session, submission)
+    elif (routed := _route(settings, submission, mail, reports, arrived_at)).campaign is None:
+        _store_other(app, session, submission, mail, verdict, reports, routed, reason)
+    else:
+        campaign = routed.campaign
+        late = is_late(arrived_at, campaign.deadline)
+        reports, foreign = _of_campaign(reports, campaign)
+        linked = frozenset().union(*(LargeAttachment(**vars(link)).covers for link in mail.links))
+        done = completeness(reports, linked, requires_pdf=campaign.requires_pdf,
+                            requires_editable=campaign.requires_editable)
+        written_units = sheet_units(reports)
+        match = app.registry.match(
+            sender=mail.from_address, sheet_units=written_units, subject=mail.subject, body=mail.body_text
         )
-        return _outcome(message)
+        problems = [*unpack_problems, *(p for r in reports for p in r.problems),
+                    *cross_check(reports, settings.campaign_set.forms)]
+        problems += [*done.problems, *match.problems, *pending_links(mail.links, done), *foreign]
+        if settings.authenticity.require and (unverified := sender_problem(verdict, mail.from_address)):
+            problems.append(unverified)
+        if ambiguous := sender_header_problem(mail):
+            problems.append(ambiguous)
+        if spam:
+            problems.append(Problem(ProblemCode.FOUND_IN_SPAM, f"该邮件在垃圾邮件文件夹（{message.folder}）中找到，已按正常报送处理；"
+                                                               "请在邮箱中把该单位的地址加入白名单。"))
+        status = content_status(problems, has_pdf=done.pdf_ok, has_editable=done.editable_ok,
+                                attachments=len(reports), linked=linked)
+        # A closed campaign's mail is marked CLOSED even when it is not answered (automatic
+        # mail): intake.tracking holds it back from the unit's record until staff accept it.
+        reply = ReplyKind.CLOSED if routed.closed else ReplyKind.NONE if reason else reply_kind(status, late)
+        _fill(submission, status=status, late=late, reply=reply, suppressed=reason)
+        _routed(submission, routed)
+        if not submission.assigned_by:  # a unit staff named stays named
+            submission.unit = match.unit.name if match.unit else None
+            submission.unit_source = match.source if match.unit else None
+            submission.trust = trust_level(unit_source=submission.unit_source, auth=message.auth_results)
+        if submission.confirmed_by is None:  # staff's word survives a reprocess
+            submission.confirmation = Confirmation.PENDING if submission.trust is Trust.CLAIMED else None
+        if awaits_staff(submission):
+            problems.append(unconfirmed_problem(submission))
+        submission.sheet_unit = (written_units or [None])[0]
+        submission.has_pdf, submission.has_editable = done.has_pdf, done.has_editable
+        submission.seal = seal_verdict(reports)
+        submission.ocr_pending = settings.parsing.ocr and any(
+            r.pdf is not None and not r.pdf.has_text for r in reports
+        )
+        _attach(submission, reports, problems, mail.archives, campaign)
+        _attach_links(submission, mail.links)
+        submission.needs_review = (
+            late
+            or routed.closed
+            or awaits_staff(submission)
+            or reason is not None
+            or status is SubmissionStatus.INVALID
+            or submission.unit is None
+            or any(p.code in REVIEW_CODES for p in problems)
+        )
+        session.add(submission)
+        session.flush()
+        replaced = settle_current(session, submission, first=first)
+        if reply is not ReplyKind.NONE and reason is None:
+            queue_reply(session, submission, original=mail, settings=settings, replaces=replaced, first=first)
+    message.state = MessageState.PROCESSED
+    message.processed_at = utcnow()
+    message.error = None
+    session.flush()
+    where = message.uid if message.uid is not None else message.source_key
+    trust = submission.trust.value if submission.trust else "-"
+    notes.append(f"mail #{message.id} uid={where} from={message.from_address} campaign={submission.campaign or '-'} "
+                 f"unit={submission.unit} trust={trust} verdict={submission.status.value}"
+                 f"{' (late)' if submission.late else ''} reply={submission.reply.value}"
+                 f"{f' ({submission.reply_suppressed})' if submission.reply_suppressed else ''}")
+    return _outcome(message)
 
 
 def _route(settings: Settings, submission: Submission, mail: MailView, reports: list[FileReport],
@@ -530,13 +600,13 @@ def same_mail_delivered_before(session, message: Message, reports: list[FileRepo
     return next((m for m in earlier if m.submission and {f.sha256 for f in m.submission.files} == digests), None)
 
 
-def _record_copy(message: Message, first: Message) -> Outcome:
+def _record_copy(message: Message, first: Message, notes: list[str]) -> Outcome:
     message.state = MessageState.DUPLICATE
     message.duplicate_of_id = first.id
     message.processed_at = utcnow()
     message.error = None
-    log.info("mail #%s is another delivery of #%s (same Message-ID, sender and files): recorded, not answered",
-             message.id, first.id)
+    notes.append(f"mail #{message.id} is another delivery of #{first.id} (same Message-ID, sender and files): "
+                 "recorded, not answered")
     return _outcome(message)
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +23,8 @@ from intake import mailbox as imap
 from intake import stages
 from intake.app import App
 from intake.faults import checkpoint
-from intake.pipeline import Location, Outcome, process_messages, record_message
+from intake.pipeline import Archived, Location, Outcome, archive_message, process_messages, record_archived, record_message
+from intake.readahead import read_ahead
 from storage.locks import exclusive
 from storage.models import MailboxCursor, Message, MessageState
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Raw mail fetched in one FETCH: larger mail is fetched one message at a time.
 FETCH_BYTES = 10 * 1024 * 1024
+# Mails recorded ahead of the store (their ids wait; their bytes are in the archive).
+READ_AHEAD = 16
 
 
 @dataclass
@@ -117,31 +120,55 @@ def _poll_folder(app: App, mailbox: BaseMailBox, folder: str, report: PollReport
         log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; known mail is matched by content",
                     folder, before, state.uidvalidity)
     uids = imap.uids_after(mailbox, last_uid)
-    for start in range(0, len(uids), app.settings.mailbox.batch_size):
-        batch = uids[start : start + app.settings.mailbox.batch_size]
-        recorded = _fetch_and_record(app, mailbox, folder, batch, state.uidvalidity, report)
+    recorded = _recorded(app, mailbox, folder, uids, state.uidvalidity, report)
+    try:
         report.outcomes += process_messages(app, recorded)
-        _save_cursor(app, folder, state.uidvalidity, max(batch))
+    finally:
+        recorded.close()  # stops the fetching thread, if the store stopped first
     if changed and not uids:
         _save_cursor(app, folder, state.uidvalidity, 0)
     return state
 
 
-def _fetch_and_record(app: App, mailbox: BaseMailBox, folder: str, batch: list[int], uidvalidity: int,
-                      report: PollReport) -> list[int]:
-    """Fetch a batch in groups of at most FETCH_BYTES (a larger mail alone), recording each
-    message as it comes: a batch of large mails is never in memory together."""
-    recorded = []
-    for group in fetch_groups(batch, imap.sizes(mailbox, batch)):
-        for fetched in stages.timed_iter("fetch", imap.fetch(mailbox, group)):
-            checkpoint("fetch")
-            report.seen += 1
-            location = Location(app.account, folder, uidvalidity, fetched.uid)
-            message, created = record_message(app, fetched.raw, fetched.arrived_at, location)
+@dataclass(frozen=True)
+class _BatchDone:
+    last_uid: int
+
+
+def _recorded(app: App, mailbox: BaseMailBox, folder: str, uids: list[int], uidvalidity: int,
+              report: PollReport) -> Iterator[int]:
+    """The ids of the mails fetched, as they are recorded, the cursor saved per batch.
+    Fetching and archiving run in a thread of their own, a few mails ahead (READ_AHEAD):
+    their waits (the server, fsyncs) overlap the store's work and the parser processes
+    never wait for a whole batch. The ledger rows and the cursor are written here, by the
+    reader, so the database has one writer."""
+    with read_ahead(_fetched(app, mailbox, uids, report), limit=READ_AHEAD, name="fetch") as fetched:
+        for item in fetched:
+            if isinstance(item, _BatchDone):
+                # Recorded is enough: what a crash leaves archived is processed by resume_pending.
+                _save_cursor(app, folder, uidvalidity, item.last_uid)
+                continue
+            uid, arrived_at, archived = item
+            message, created = record_archived(app, archived, arrived_at, Location(app.account, folder, uidvalidity, uid))
             report.new += created
-            recorded.append(message.id)
             checkpoint("record")
-    return recorded
+            yield message.id
+
+
+def _fetched(app: App, mailbox: BaseMailBox, uids: list[int], report: PollReport
+             ) -> Iterator[tuple[int, dt.datetime, Archived] | _BatchDone]:
+    """Each mail fetched and archived (uid, arrival, Archived), then a _BatchDone per batch.
+    A batch is fetched in groups of at most FETCH_BYTES (a larger mail alone): a batch of
+    large mails is never in memory together."""
+    for start in range(0, len(uids), app.settings.mailbox.batch_size):
+        batch = uids[start : start + app.settings.mailbox.batch_size]
+        for group in fetch_groups(batch, imap.sizes(mailbox, batch)):
+            for fetched in stages.timed_iter("fetch", imap.fetch(mailbox, group)):
+                checkpoint("fetch")
+                report.seen += 1
+                archived = archive_message(app, fetched.raw)
+                yield fetched.uid, fetched.arrived_at, archived
+        yield _BatchDone(max(batch))
 
 
 def fetch_groups(uids: list[int], sizes: dict[int, int], budget: int | None = None) -> list[list[int]]:

@@ -108,9 +108,9 @@ def _settle_unit(session: Session, unit: str, campaign: str | None) -> Submissio
     return newest
 
 
-def settle_current(session: Session, submission: Submission) -> Submission | None:
+def settle_current(session: Session, submission: Submission, *, first: bool = False) -> Submission | None:
     """Settle the submission's unit (within its campaign) after it was stored, re-assigned
-    or routed again.
+    or routed again. `first`: it was just created (nothing can point at it yet).
 
     Returns the submission this one replaced as current, or None (first of its unit, an
     older mail processed late, unmatched or ignored).
@@ -118,7 +118,7 @@ def settle_current(session: Session, submission: Submission) -> Submission | Non
     session.flush()
     # A reprocessed, re-assigned or re-routed submission may have left a unit (or a
     # campaign) whose older mail it superseded; that record's newest must become current again.
-    left = session.execute(
+    left = [] if first else session.execute(
         select(Submission.unit, Submission.campaign).where(Submission.superseded_by_id == submission.id).distinct()
     ).all()
     for unit, campaign in left:
