@@ -134,7 +134,7 @@ def settle_current(session: Session, submission: Submission, *, first: bool = Fa
             _of_campaign(submission.campaign),
             Submission.id != submission.id,
             Submission.status.not_in(NOT_CURRENT),
-        )
+        ).order_by(Submission.arrived_at.desc(), Submission.id.desc())  # the head: near the newest
     ).first()
     if left or submission.superseded_by_id is not None:
         newest = _settle_unit(session, submission.unit, submission.campaign)  # it was linked already: redo
@@ -167,7 +167,7 @@ def _link(session: Session, submission: Submission) -> Submission | None:
     neighbours by arrival: two indexed lookups instead of loading the unit's history.
     Falls back to settling the whole unit when the chain changes kind (the unit's first
     trusted submission arrives: its claims all go back to waiting)."""
-    others = select(Submission).join(Submission.message).where(
+    others = select(Submission).where(
         Submission.unit == submission.unit, _of_campaign(submission.campaign), Submission.id != submission.id,
         _counted_clause()
     )
@@ -179,11 +179,15 @@ def _link(session: Session, submission: Submission) -> Submission | None:
         submission.superseded_by_id = None
         return None
     chain = others.where(_trusted_clause()) if trusted_exists else others
-    arrived = submission.message.arrived_at
-    earlier = or_(Message.arrived_at < arrived, and_(Message.arrived_at == arrived, Submission.id < submission.id))
-    later = or_(Message.arrived_at > arrived, and_(Message.arrived_at == arrived, Submission.id > submission.id))
-    before = session.scalars(chain.where(earlier).order_by(Message.arrived_at.desc(), Submission.id.desc()).limit(1)).first()
-    after = session.scalars(chain.where(later).order_by(Message.arrived_at, Submission.id).limit(1)).first()
+    # By the arrival copied onto the row (ix_submissions_chain): one index step each way.
+    arrived = submission.arrived_at
+    # (arrival, id) before and after this one's, each with a range on arrived_at the index can seek.
+    earlier = and_(Submission.arrived_at <= arrived,
+                   or_(Submission.arrived_at < arrived, Submission.id < submission.id))
+    later = and_(Submission.arrived_at >= arrived,
+                 or_(Submission.arrived_at > arrived, Submission.id > submission.id))
+    before = session.scalars(chain.where(earlier).order_by(Submission.arrived_at.desc(), Submission.id.desc()).limit(1)).first()
+    after = session.scalars(chain.where(later).order_by(Submission.arrived_at, Submission.id).limit(1)).first()
     if before is not None:
         before.status = SubmissionStatus.SUPERSEDED
         before.superseded_by_id = submission.id

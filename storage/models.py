@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -220,6 +220,9 @@ class Submission(Base):
     status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
     content_status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
     superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), index=True)
+    # The message's arrival, copied when the message is set (it never changes): a unit's
+    # chain is then ordered by the ix_submissions_chain index alone (intake.tracking._link).
+    arrived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     reply: Mapped[ReplyKind] = mapped_column(_enum(ReplyKind), default=ReplyKind.NONE)
     reply_suppressed: Mapped[str | None] = mapped_column(String(64))  # why no reply
@@ -259,6 +262,17 @@ class Submission(Base):
         back_populates="submission", cascade="all, delete-orphan",
         order_by="(FormRowRecord.form, FormRowRecord.ordinal)"
     )
+
+    __table_args__ = (
+        # A unit's chain within a campaign, by arrival: a new submission's neighbours are
+        # one index step each way, however long the unit's history (intake.tracking._link).
+        Index("ix_submissions_chain", "unit", "campaign", "arrived_at", "id"),
+    )
+
+    @validates("message")
+    def _copy_arrival(self, _key: str, message: Message) -> Message:
+        self.arrived_at = message.arrived_at if message is not None else None
+        return message
 
     def rows_of(self, form: str) -> list[FormRowRecord]:
         """The rows of one form (by its id within the submission's campaign), in order."""
