@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import joinedload
 
 from intake import stages
 from intake.app import App
@@ -413,7 +414,8 @@ def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # 
         known_sender=app.registry.by_sender(mail.from_address) is not None,
         has_attachments=has_files,
     )
-    message = session.get(Message, message_pk)
+    # With its submission (none on a first processing) in the same query.
+    message = session.get(Message, message_pk, options=[joinedload(Message.submission)])
     message.auth_results = verdict.as_dict()
     if message.submission is None and (first := same_mail_delivered_before(session, message, reports, mail.links)) is not None:
         return _record_copy(message, first, notes)

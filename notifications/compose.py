@@ -241,10 +241,12 @@ def enqueue(
     submission_id: int | None = None,
     reply_kind: str | None = None,
     priority: int = 0,
+    auth_failed: bool | None = None,
 ) -> OutboxItem | None:
     """Add `message` to the outbox in the caller's transaction; None when the key exists.
 
     Lower `priority` is sent first (0: units and staff; 1: short replies to strangers).
+    `auth_failed`: a reply's, whether the mail it answers failed authentication (the daily cap).
     `raw` is `wire_bytes(message)` when the caller has it already (serialising costs
     milliseconds a mail).
     """
@@ -260,6 +262,7 @@ def enqueue(
         "state": OutboxState.PENDING,
         "attempts": 0,
         "priority": priority,
+        "auth_failed": auth_failed,
         "next_attempt_at": dt.datetime.now(dt.UTC),
     }
     dialect = session.get_bind().dialect.name

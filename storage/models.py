@@ -357,12 +357,16 @@ class OutboxItem(Base):
     # A bounce that returned this mail arrived (state stays SENT: the server took it).
     bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     bounce_reason: Mapped[str | None] = mapped_column(Text)
+    # A reply's: whether the mail it answers failed authentication (intake.trust), so the
+    # daily cap counts forged and genuine mail apart from this index alone (None: not a reply).
+    auth_failed: Mapped[bool | None] = mapped_column(Boolean)
     __table_args__ = (
         Index("ix_outbox_state_next", "state", "next_attempt_at"),
         # The reply caps count recent rows: a day's or an hour's worth, never the whole outbox.
         Index("ix_outbox_kind_created", "kind", "created_at"),
-        # …and the daily cap one address's rows of the day, not every reply of the day.
-        Index("ix_outbox_kind_to_created", "kind", "to_address", "created_at"),
+        # …and the daily cap one address's rows of the day, of one kind of mail, from the
+        # index alone (no row read, no join): not every reply of the day.
+        Index("ix_outbox_reply_cap", "kind", "to_address", "auth_failed", "created_at"),
     )
 
 

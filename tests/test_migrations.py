@@ -81,3 +81,39 @@ def test_the_2024_rows_move_to_form_rows_with_their_values_and_the_default_campa
                                      "event": None, "prelim": 200, "final": 20, "final_time_place": None}
     assert plain(rows[1].as_written) is None
     assert not tables & {"form1_rows", "form2_rows"}
+
+
+def test_submissions_get_their_mails_arrival_and_queued_replies_their_mails_authentication_verdict(
+        database_url: str) -> None:
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    forged = {"verified": False, "dmarc": "fail", "dkim": "none"}
+    try:
+        _upgrade(engine, "c5e7a9b1d3f2")  # before d7f9b1c3e5a2 and e1a3c5b7d9f4
+        with engine.begin() as c:
+            for pk, auth in ((1, None), (2, forged)):
+                c.execute(text("INSERT INTO messages (id, account, folder, sha256, size, arrived_at, state, moved, "
+                               "archived_at, auth_results) VALUES (:id, 'a', 'INBOX', :sha, 10, :at, 'processed', "
+                               "false, :at, :auth)"),
+                          {"id": pk, "sha": f"x{pk}", "at": f"2024-02-20 0{pk}:00:00",
+                           "auth": json.dumps(auth) if auth else None})
+                c.execute(text("INSERT INTO submissions (id, message_pk, unit, status, content_status, late, reply, "
+                               "has_pdf, has_editable, needs_review, ocr_pending, created_at) VALUES (:id, :id, "
+                               "'济南市总工会', 'accepted', 'accepted', false, 'receipt', true, true, false, false, "
+                               "'2024-02-20 02:00:00')"), {"id": pk})
+                c.execute(text("INSERT INTO outbox (dedupe_key, kind, submission_id, to_address, subject, message_id, "
+                               "raw, state, priority, attempts, next_attempt_at, created_at) VALUES (:key, 'reply', :id, "
+                               "'jinan@example.cn', 's', :mid, :raw, 'sent', 0, 1, '2024-02-20 02:00:00', "
+                               "'2024-02-20 02:00:00')"), {"key": f"reply:{pk}", "id": pk, "mid": f"<{pk}@x>", "raw": b"x"})
+        _upgrade(engine, "head")
+        with engine.connect() as c:
+            arrivals = c.execute(text("SELECT s.id FROM submissions s JOIN messages m ON m.id = s.message_pk "
+                                      "WHERE s.arrived_at = m.arrived_at ORDER BY s.id")).scalars().all()
+            verdicts = dict(c.execute(text("SELECT submission_id, auth_failed FROM outbox")).all())
+    finally:
+        engine.dispose()
+    assert arrivals == [1, 2]
+    assert verdicts == {1: False, 2: True}
