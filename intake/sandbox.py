@@ -275,7 +275,9 @@ class ParseWorker:
 
     def _ask(self, request: dict, payload: bytes | None, seconds: float, label: str,
              decode: Callable[[bytes], _Reply]) -> _Reply | str:
-        if self._process is None or not self._process.is_alive() or self._worn_out():
+        if self._process is not None and self._process.is_alive() and self._worn_out():
+            self.close()  # it ends by itself, its exit handlers run; killed only if it does not
+        if self._process is None or not self._process.is_alive():
             self._kill()
             self._start()
         assert self._conn is not None  # for the type checker: _start sets it

@@ -45,11 +45,13 @@ def test_an_idle_worker_is_reused(worker: ParseWorker) -> None:
 
 def test_a_worker_is_replaced_after_its_share_of_requests(worker: ParseWorker, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "RECYCLE_AFTER", 2)
-    pids = []
+    pids, processes = [], []
     for _ in range(3):
         assert worker.parse(h.form1_xlsx(), "汇总表.xlsx").forms
         pids.append(worker.pid)
+        processes.append(worker._process)  # noqa: SLF001 - how the old one ended
     assert pids[0] == pids[1] != pids[2]
+    assert processes[1].exitcode == 0  # it ended by itself (its exit handlers ran), not killed
 
 
 def test_a_worker_grown_past_the_memory_mark_is_replaced_before_the_next_file(
