@@ -245,14 +245,7 @@ def _finish(app: App, parsed: _Parsed) -> Outcome:
     try:
         if parsed.error is not None:
             raise parsed.error
-        checkpoint("parse")
-        notes: list[str] = []
-        started = stages.clock()
-        with app.db.session() as session:
-            outcome = _store(app, session, parsed, notes)
-        stages.add(STORE_STAGE, stages.clock() - started)
-        _committed(notes)
-        return outcome
+        return _store_together(app, [parsed])[0]
     except STORAGE_ERRORS:
         raise
     except Exception as err:  # noqa: BLE001 - one bad message must never block the rest
@@ -267,30 +260,32 @@ def _finish_batch(app: App, batch: list[_Parsed]) -> list[Outcome]:
     ready = [p for p in batch if p.done is None and p.error is None]
     if len(ready) < 2:
         return [_finish(app, p) for p in batch]
-    notes: list[str] = []
     try:
-        for _ in ready:
-            checkpoint("parse")
-        started = stages.clock()
-        with app.db.session() as session:
-            stored = {p.message_pk: _store(app, session, p, notes) for p in ready}
-        stages.add(STORE_STAGE, stages.clock() - started, len(ready))
+        stored = dict(zip((p.message_pk for p in ready), _store_together(app, ready), strict=True))
     except STORAGE_ERRORS:
         raise
     except Exception:  # noqa: BLE001 - found again, and quarantined, one by one below
         log.warning("a mail of a batch of %s could not be stored; storing them one at a time", len(ready))
         return [_finish(app, p) for p in batch]
-    _committed(notes, len(ready))
     return [stored[p.message_pk] if p.message_pk in stored else _finish(app, p) for p in batch]
 
 
-def _committed(notes: list[str], mails: int = 1) -> None:
-    """After the commit: the log lines of what was stored (a batch taken back logs nothing)."""
-    for _ in range(mails):
+def _store_together(app: App, parsed: list[_Parsed]) -> list[Outcome]:
+    """Store these in one transaction; once it has committed, log what was stored (a
+    transaction taken back logs nothing)."""
+    for _ in parsed:
+        checkpoint("parse")
+    notes: list[str] = []
+    started = stages.clock()
+    with app.db.session() as session:
+        outcomes = [_store(app, session, p, notes) for p in parsed]
+    stages.add(STORE_STAGE, stages.clock() - started, len(parsed))
+    for _ in parsed:
         checkpoint("commit")
         stages.event("stored")
     for note in notes:
         log.info("%s", note)
+    return outcomes
 
 
 def _quarantine(app: App, message_pk: int, err: BaseException) -> Outcome:
@@ -421,7 +416,7 @@ def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # 
         return _record_copy(message, first, notes)
     if reason == "bounce":
         note_bounce(session, mail)
-    first = message.submission is None
+    first_time = message.submission is None
     submission = message.submission or Submission(message=message)
     _reset(submission)
     late = False
@@ -493,9 +488,9 @@ def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # 
         )
         session.add(submission)
         session.flush()
-        replaced = settle_current(session, submission, first=first)
+        replaced = settle_current(session, submission, first=first_time)
         if reply is not ReplyKind.NONE and reason is None:
-            queue_reply(session, submission, original=mail, settings=settings, replaces=replaced, first=first)
+            queue_reply(session, submission, original=mail, settings=settings, replaces=replaced, first=first_time)
     message.state = MessageState.PROCESSED
     message.processed_at = utcnow()
     message.error = None
