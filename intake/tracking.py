@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from intake.registry import UnitRegistry
 from intake.trust import TRUSTED, awaits_staff, is_trusted
-from storage.models import Confirmation, LateDecision, Message, ReplyKind, Submission, SubmissionStatus, Trust
+from storage.models import Confirmation, LateDecision, ReplyKind, Submission, SubmissionStatus, Trust
 
 STAFF_SOURCE = "staff"
 
@@ -77,11 +77,16 @@ def _of_campaign(campaign: str | None) -> ColumnElement[bool]:
     return Submission.campaign.is_(None) if campaign is None else Submission.campaign == campaign
 
 
+# Submissions in the order their mail arrived (then id): the submission's own copy of the
+# arrival, so no join to the messages and, within a unit, the ix_submissions_chain order.
+BY_ARRIVAL = (Submission.arrived_at, Submission.id)
+BY_ARRIVAL_NEWEST_FIRST = (Submission.arrived_at.desc(), Submission.id.desc())
+
+
 def _history(session: Session, unit: str, campaign: str | None) -> list[Submission]:
     """The unit's counted submissions to one campaign, oldest first (arrival time, then id)."""
     rows = session.scalars(
-        select(Submission).join(Submission.message).where(Submission.unit == unit, _of_campaign(campaign))
-        .order_by(Message.arrived_at, Submission.id)
+        select(Submission).where(Submission.unit == unit, _of_campaign(campaign)).order_by(*BY_ARRIVAL)
     )
     return [s for s in rows if _counts(s)]
 
@@ -134,7 +139,7 @@ def settle_current(session: Session, submission: Submission, *, first: bool = Fa
             _of_campaign(submission.campaign),
             Submission.id != submission.id,
             Submission.status.not_in(NOT_CURRENT),
-        ).order_by(Submission.arrived_at.desc(), Submission.id.desc())  # the head: near the newest
+        ).order_by(*BY_ARRIVAL_NEWEST_FIRST)  # the head: near the newest
     ).first()
     if left or submission.superseded_by_id is not None:
         newest = _settle_unit(session, submission.unit, submission.campaign)  # it was linked already: redo
@@ -186,8 +191,8 @@ def _link(session: Session, submission: Submission) -> Submission | None:
                    or_(Submission.arrived_at < arrived, Submission.id < submission.id))
     later = and_(Submission.arrived_at >= arrived,
                  or_(Submission.arrived_at > arrived, Submission.id > submission.id))
-    before = session.scalars(chain.where(earlier).order_by(Submission.arrived_at.desc(), Submission.id.desc()).limit(1)).first()
-    after = session.scalars(chain.where(later).order_by(Submission.arrived_at, Submission.id).limit(1)).first()
+    before = session.scalars(chain.where(earlier).order_by(*BY_ARRIVAL_NEWEST_FIRST).limit(1)).first()
+    after = session.scalars(chain.where(later).order_by(*BY_ARRIVAL).limit(1)).first()
     if before is not None:
         before.status = SubmissionStatus.SUPERSEDED
         before.superseded_by_id = submission.id
@@ -277,12 +282,11 @@ def current_submissions(session: Session, campaign: str | None = None) -> dict[s
     show); with `campaign`, its current submission to that campaign only."""
     query = (
         select(Submission)
-        .join(Submission.message)
         .where(
             Submission.unit.is_not(None),
             Submission.status.not_in(NOT_CURRENT),
         )
-        .order_by(Message.arrived_at, Submission.id)
+        .order_by(*BY_ARRIVAL)
     )
     rows = session.scalars(query if campaign is None else query.where(Submission.campaign == campaign))
     # Oldest first, so a newer one wins should two ever be current at once.
@@ -290,10 +294,10 @@ def current_submissions(session: Session, campaign: str | None = None) -> dict[s
 
 
 def _listed(session: Session, campaign: str | None, *where: ColumnElement[bool]) -> list[Submission]:
-    query = select(Submission).join(Submission.message).where(*where)
+    query = select(Submission).where(*where)
     if campaign is not None:
         query = query.where(Submission.campaign == campaign)
-    return list(session.scalars(query.order_by(Message.arrived_at, Submission.id)))
+    return list(session.scalars(query.order_by(*BY_ARRIVAL)))
 
 
 def pending_confirmations(session: Session, campaign: str | None = None) -> list[Submission]:
