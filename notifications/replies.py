@@ -363,13 +363,13 @@ def _short_replies_within_hour(session: Session, now: dt.datetime) -> list[str]:
 
 
 def cap_reason(
-    session: Session, submission: Submission, form: ReplyForm, recipient: str, smtp: SmtpSettings, now: dt.datetime
+    session: Session, failed: bool, form: ReplyForm, recipient: str, smtp: SmtpSettings, now: dt.datetime
 ) -> str | None:
     """Why this reply must not be sent now ("daily_cap", "domain_cap", "global_cap"), or None.
+    `failed`: the mail it answers failed authentication (its replies are counted apart).
 
     The hourly caps bound replies to strangers only: a unit is never suppressed by them.
     """
-    failed = authentication_failed(submission.message.auth_results)
     if _replies_within_day(session, recipient, now, failed=failed) >= smtp.daily_cap_per_recipient:
         return "daily_cap"
     if form is ReplyForm.FULL:
@@ -478,7 +478,8 @@ def queue_reply(
         submission.reply_suppressed = "no_sender"
         return None
     form = reply_form(submission)
-    if (reason := cap_reason(session, submission, form, recipient, settings.smtp, now)) is not None:
+    failed = authentication_failed(submission.message.auth_results)
+    if (reason := cap_reason(session, failed, form, recipient, settings.smtp, now)) is not None:
         submission.reply_suppressed = reason
         return None
     composed = _compose(submission, form, original=original, settings=settings, replaces=replaces)
@@ -496,5 +497,5 @@ def queue_reply(
         submission_id=submission.id,
         reply_kind=kind.value,
         priority=PRIORITY[form],
-        auth_failed=authentication_failed(submission.message.auth_results),
+        auth_failed=failed,
     )
