@@ -41,27 +41,26 @@ def full_scans(lines: list[str], tables: tuple[str, ...]) -> list[str]:
     return [line for line in lines if any(line.startswith(f"SCAN {t}") for t in tables) and "USING" not in line]
 
 
-def test_linking_a_new_submission_into_its_units_chain_scans_no_table(tmp_path: Path) -> None:
+def linking_plans(tmp_path: Path, *, first: bool) -> list[str]:
+    """The query plans of settling a unit's sixth submission, the newest, into its chain."""
     db: Database = make_db(tmp_path)
     with db.session() as s:
         for hours in range(5):
             tracking.settle_current(s, add_submission(s, unit="济南市总工会", arrived_at=before_deadline(hours=20 - hours)))
         new = add_submission(s, unit="济南市总工会", arrived_at=before_deadline(hours=1))
         s.flush()
-        lines = plans(s, lambda: tracking.settle_current(s, new))
+        return plans(s, lambda: tracking.settle_current(s, new, first=first))
+
+
+def test_linking_a_new_submission_into_its_units_chain_scans_no_table(tmp_path: Path) -> None:
+    lines = linking_plans(tmp_path, first=False)
     assert lines, "the settle ran no query"
     assert full_scans(lines, ("submissions", "outbox")) == []
 
 
 def test_a_new_submissions_neighbours_are_found_by_seeking_the_chain_index_not_reading_the_units_history(
         tmp_path: Path) -> None:
-    db: Database = make_db(tmp_path)
-    with db.session() as s:
-        for hours in range(5):
-            tracking.settle_current(s, add_submission(s, unit="济南市总工会", arrived_at=before_deadline(hours=20 - hours)))
-        new = add_submission(s, unit="济南市总工会", arrived_at=before_deadline(hours=1))
-        s.flush()
-        lines = plans(s, lambda: tracking.settle_current(s, new, first=True))
+    lines = linking_plans(tmp_path, first=True)
     chain = [line for line in lines if "ix_submissions_chain" in line]
     # before and after: a range on the arrival, so each is one step from where the index seeks
     assert any("arrived_at<" in line for line in chain) and any("arrived_at>" in line for line in chain)
