@@ -1,4 +1,5 @@
-"""Run the intake CLI in this process and write its peak RSS (VmHWM, MB) to a file at exit.
+"""Run the intake CLI in this process and write, at exit, its peak RSS (VmHWM, MB), its
+own CPU seconds and its main thread's, as three numbers on one line to a file.
 
     python bench/_peak.py PEAK_FILE [intake arguments...]
 """
@@ -6,7 +7,9 @@
 from __future__ import annotations
 
 import atexit
+import resource
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -14,7 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _write_peak(target: Path) -> None:
     status = Path("/proc/self/status").read_text()
-    target.write_text(str(int(status.split("VmHWM:")[1].split()[0]) / 1024))
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    # atexit runs in the main thread: thread_time is the main thread's (the serial stage).
+    target.write_text(f"{int(status.split('VmHWM:')[1].split()[0]) / 1024} {own.ru_utime + own.ru_stime} {time.thread_time()}")
 
 
 if __name__ == "__main__":

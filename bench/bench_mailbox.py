@@ -216,9 +216,9 @@ def run_poll(config: Path, work: Path) -> dict:
         sys.stdout.write(b"".join(output[-50:]).decode(errors="replace"))
         raise SystemExit(f"intake poll failed ({poll.returncode})")
     totals, events, peaks = collect(stages_dir, main_pid=poll.pid)
-    poller_peak = float(peak_file.read_text())
+    poller_peak, poller_cpu, main_cpu = map(float, peak_file.read_text().split())
     parsers = {pid: max(mb, sampled.get(pid, 0.0)) for pid, mb in peaks.items() if pid != poll.pid}
-    return {"seconds": seconds, "cpu": cpu, "started": started_wall, "stages": totals, "stored": events.get("stored", []),
+    return {"seconds": seconds, "cpu": cpu, "poller_cpu": poller_cpu, "main_cpu": main_cpu, "started": started_wall, "stages": totals, "stored": events.get("stored", []),
             "poller_mb": poller_peak, "parser_mb": sorted(parsers.values(), reverse=True),
             "summary": b"".join(output).decode(errors="replace").strip().splitlines()[-1:]}
 
@@ -275,7 +275,8 @@ def shape_run(server: Dovecot, shape: str, count: int, work: Path, rows: _Rows) 
     stored = result["stored"]
     replies = len(list((folder / "outbox").rglob("*.eml"))) if (folder / "outbox").exists() else 0
     rows.append((f"{shape}: (b) intake poll (own process), OCR off",
-                 f"{poll_s:.1f} s ({result['cpu']:.0f} CPU s in the poller and parser processes), {appended / poll_s:.0f} msg/s; b/a = {poll_s / tools_s:.1f} (imap-tools floor), "
+                 f"{poll_s:.1f} s ({result['cpu']:.0f} CPU s: poller {result['poller_cpu']:.0f}, of which its main thread "
+                 f"{result['main_cpu']:.0f}; parser processes {result['cpu'] - result['poller_cpu']:.0f}), {appended / poll_s:.0f} msg/s; b/a = {poll_s / tools_s:.1f} (imap-tools floor), "
                  f"{poll_s / raw_s:.0f} (plain FETCH); {len(stored)} stored, {replies} replies written"))
     block = BLOCK if appended >= 2 * BLOCK else max(50, appended // 4)  # first and last 1,000 from 2,000 up
     rates = block_rates(stored, block)
@@ -425,7 +426,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
     if args.json:
-        keep = ("shape", "count", "seconds", "cpu", "tools_s", "raw_s", "stages", "poller_mb", "parser_mb")
+        keep = ("shape", "count", "seconds", "cpu", "poller_cpu", "main_cpu", "tools_s", "raw_s", "stages", "poller_mb", "parser_mb")
         args.json.write_text(json.dumps([{k: r[k] for k in keep} | {"rates": block_rates(r["stored"], BLOCK)}
                                          for r in results], indent=1))
 
