@@ -62,10 +62,11 @@ class Archive:
         return self.path(area, digest).exists()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, *, sync_folder: bool = True) -> None:
     """Temp file, fsync, rename, fsync the folder: a reader sees the whole file or none,
     and after a crash the file is either complete or absent. The file is 0600 (mkstemp's
-    mode, whatever the umask) and new folders are 0700."""
+    mode, whatever the umask) and new folders are 0700. Writing many files into one
+    folder, pass `sync_folder=False` and call sync_folder once after the last."""
     make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -77,7 +78,12 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    # The rename is only durable once the directory entry is on disk too.
+    if sync_folder:
+        sync_folder_of(path)
+
+
+def sync_folder_of(path: Path) -> None:
+    """A rename is only durable once the directory entry is on disk too."""
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)

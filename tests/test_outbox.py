@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from config.settings import Settings
 from notifications.compose import build_message, enqueue
-from notifications.outbox import MAX_RETRY_SECONDS, Outbox, explain_send_error, retry_delay
+from notifications.outbox import MAX_RETRY_SECONDS, Outbox, eml_name, explain_send_error, retry_delay
 from storage.db import Database
 from storage.models import OutboxItem, OutboxKind, OutboxState
 from tests.conftest import reply_settings
@@ -194,6 +194,26 @@ def test_file_mode_writes_each_mail_once_as_a_parseable_eml(db: Database, tmp_pa
     assert [p["Subject"] for p in parsed] == ["【已收到】汇总表 0", "【已收到】汇总表 1"]
     assert parsed[0].get_body(("plain",)).get_content().strip() == "第 0 封"
     assert all(r.state is OutboxState.SENT for r in rows(db))
+
+
+def test_file_mode_marks_written_rows_sent_in_batches_and_retries_a_file_it_could_not_write(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("notifications.outbox.FILE_BATCH", 2)
+    items = queue_mails(db, 5)
+    folder = tmp_path / "outbox"
+    blocked = items[2]
+    # A directory where the row's file must go: the rename onto it fails, as a full or
+    # read-only disk would make the write fail.
+    (folder / eml_name(blocked)).mkdir(parents=True)
+    report = Outbox(db, settings_for(None, mode="file", outbox_dir=str(folder))).send_pending()
+    assert (report.sent, report.failed) == (4, 1)
+    states = {r.id: r.state for r in rows(db)}
+    assert states.pop(blocked.id) is OutboxState.PENDING
+    assert set(states.values()) == {OutboxState.SENT}
+    assert sorted(f.name for f in folder.glob("*.eml") if f.is_file()) == sorted(
+        eml_name(i) for i in items if i.id != blocked.id)
+    assert not list(folder.glob(".tmp-*"))
 
 
 def test_off_mode_sends_nothing_and_marks_rows_skipped(db: Database, smtp_sink: SmtpSink) -> None:
