@@ -216,12 +216,14 @@ class _Parsed:
 @stages.timing("read+parse, wall per mail (poller threads)")
 def _parse(app: App, message_pk: int, force: bool) -> _Parsed:
     with app.db.session() as session:
-        message = session.get(Message, message_pk)
-        if message is None:
+        # Four columns, not the ORM object: this runs in the poller's threads beside the store.
+        found = session.execute(select(Message.state, Message.sha256, Message.arrived_at, Message.size)
+                                .where(Message.id == message_pk)).one_or_none()
+        if found is None:
             raise LookupError(f"no message {message_pk}")
-        if message.state is not MessageState.ARCHIVED and not (force and message.state is not MessageState.DUPLICATE):
-            return _Parsed(message_pk, done=_outcome(message))
-        digest, arrived_at, size = message.sha256, message.arrived_at, message.size
+        state, digest, arrived_at, size = found
+        if state is not MessageState.ARCHIVED and not (force and state is not MessageState.DUPLICATE):
+            return _Parsed(message_pk, done=_outcome(session.get(Message, message_pk)))
     try:
         # This process reads only the header block; the whole mail is parsed in a parser
         # process (intake.mailread), which also files its attachments into the archive.
@@ -411,9 +413,15 @@ def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # 
     )
     # With its submission (none on a first processing) in the same query.
     message = session.get(Message, message_pk, options=[joinedload(Message.submission)])
+    copy_of = message.submission is None and same_mail_delivered_before(session, message, reports, mail.links)
+    # The message's own fields are set once, before anything is flushed: one UPDATE of
+    # its row with the submission's INSERT (the transaction is taken back on any failure).
     message.auth_results = verdict.as_dict()
-    if message.submission is None and (first := same_mail_delivered_before(session, message, reports, mail.links)) is not None:
-        return _record_copy(message, first, notes)
+    message.processed_at = utcnow()
+    message.error = None
+    if copy_of:
+        return _record_copy(message, copy_of, notes)
+    message.state = MessageState.PROCESSED
     if reason == "bounce":
         note_bounce(session, mail)
     first_time = message.submission is None
@@ -491,9 +499,6 @@ def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # 
         replaced = settle_current(session, submission, first=first_time)
         if reply is not ReplyKind.NONE and reason is None:
             queue_reply(session, submission, original=mail, settings=settings, replaces=replaced, first=first_time)
-    message.state = MessageState.PROCESSED
-    message.processed_at = utcnow()
-    message.error = None
     session.flush()
     where = message.uid if message.uid is not None else message.source_key
     trust = submission.trust.value if submission.trust else "-"
@@ -600,8 +605,6 @@ def same_mail_delivered_before(session, message: Message, reports: list[FileRepo
 def _record_copy(message: Message, first: Message, notes: list[str]) -> Outcome:
     message.state = MessageState.DUPLICATE
     message.duplicate_of_id = first.id
-    message.processed_at = utcnow()
-    message.error = None
     notes.append(f"mail #{message.id} is another delivery of #{first.id} (same Message-ID, sender and files): "
                  "recorded, not answered")
     return _outcome(message)

@@ -145,7 +145,7 @@ def settle_current(session: Session, submission: Submission, *, first: bool = Fa
         newest = _settle_unit(session, submission.unit, submission.campaign)  # it was linked already: redo
     else:
         newest = _link(session, submission)
-    session.flush()
+    # The links just set are flushed by the next query or the commit (autoflush).
     return previous if newest is submission else None
 
 

@@ -472,22 +472,28 @@ def queue_reply(
     # would catch one anyway): the look-up is for reprocessing, where the form stands.
     if not first and session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
         return None  # reprocessing the same mail never queues a second reply; its form stands
-    submission.reply_form = None
+    if submission.reply_form is not None:  # (an unchanged value would still cost a flush)
+        submission.reply_form = None
     recipient = submission.message.from_address
     if not recipient:
         submission.reply_suppressed = "no_sender"
         return None
     form = reply_form(submission)
     failed = authentication_failed(submission.message.auth_results)
-    if (reason := cap_reason(session, failed, form, recipient, settings.smtp, now)) is not None:
+    # The counts read the outbox and earlier mails' reply forms (flushed with their outbox
+    # rows): this mail's pending links need not be flushed for them.
+    with session.no_autoflush:
+        reason = cap_reason(session, failed, form, recipient, settings.smtp, now)
+    if reason is not None:
         submission.reply_suppressed = reason
         return None
     composed = _compose(submission, form, original=original, settings=settings, replaces=replaces)
     if composed is None:
         submission.reply_suppressed = "too_large"
         return None
+    # Flushed with the outbox row (enqueue's statement autoflushes): the hourly caps count
+    # short replies by their submission's form.
     submission.reply_form = form
-    session.flush()  # the hourly caps count short replies by their submission's form
     return enqueue(
         session,
         kind=OutboxKind.REPLY,
