@@ -30,6 +30,7 @@ from parsers.seal import SealResult, document_seal
 MAX_TEXT_PAGES = 10  # the two forms fill a page or two each; the rest is annexes
 MAX_SEAL_PAGES = 6
 MAX_OCR_PAGES = 4  # ~2 s a page
+MAX_FORM_NESTING = 16  # far deeper than producers nest forms; pdfium stops at 40, pdfminer does not
 T = TypeVar("T")
 
 
@@ -252,6 +253,36 @@ def read_text_layer(data: bytes, forms: FormSet, *, deadline: float, max_pages: 
     return summary
 
 
+def may_hold_text(pdf: pdfium.PdfDocument, max_pages: int = MAX_TEXT_PAGES) -> bool:
+    """Whether pdfplumber could find words on the first pages. False only when pdfium parsed
+    content on each page and none of it is a text object, at any form depth: a scan.
+
+    pdfium's character count (FPDFText_CountChars) would not do: it leaves out text it
+    cannot place (font size 0, a degenerate matrix) that pdfminer still reads as words.
+    Any pdfium error counts as text, and pdfplumber decides as it always has. Not covered:
+    malformed content the two parsers tokenise apart (an unterminated hex string, an inline
+    image shorter than its declared size) or a page tree whose /Count hides a page can hide
+    text from pdfium alone; such a crafted file is then read as the scan pdfium renders,
+    which is all its seal check sees too."""
+    try:
+        return any(_page_may_hold_text(pdf, index) for index in range(min(len(pdf), max_pages)))
+    except Exception:  # whatever pdfium or its bindings raise, pdfplumber reads the file
+        return True
+
+
+def _page_may_hold_text(pdf: pdfium.PdfDocument, index: int) -> bool:
+    page = pdf[index]
+    try:
+        seen = False
+        for obj in page.get_objects(max_depth=MAX_FORM_NESTING + 1):
+            if obj.type == pdfium_c.FPDF_PAGEOBJ_TEXT or obj.level >= MAX_FORM_NESTING:
+                return True
+            seen = True
+        return not seen  # nothing parsed at all: blank, or content pdfium could not read
+    finally:
+        page.close()
+
+
 # --- the file -----------------------------------------------------------------------------
 
 
@@ -288,7 +319,9 @@ def inspect_pdf(data: bytes, name: str, *, parsing: ParsingSettings, limits: Lim
             return PdfReport(pages=pages, has_text=False, seal=None), [_problem(
                 ProblemCode.TOO_LARGE, f"《{name}》共 {pages} 页，超过 {limits.max_pdf_pages} 页的上限，"
                 "未作检查。请只发送两张汇总表的盖章扫描件。", name)]
-        summary = _safely(lambda: read_text_layer(data, forms, deadline=deadline), Summary())
+        summary = Summary()  # what pdfplumber reads from a page without text objects
+        if may_hold_text(pdf):
+            summary = _safely(lambda: read_text_layer(data, forms, deadline=deadline), summary)
         checked = SealResult(None)
         if parsing.seal_detection:
             checked = _safely(lambda: document_seal(pdf, parsing.seal_dpi, deadline=deadline,
