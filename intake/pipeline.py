@@ -133,43 +133,55 @@ def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Loca
 def record_archived(app: App, archived: Archived, arrived_at: dt.datetime, location: Location
                     ) -> tuple[Message, bool]:
     """Record an archived mail in the ledger. Returns (row, created)."""
-    digest, headers = archived.digest, archived.headers
+    return record_archived_together(app, [(archived, arrived_at, location)])[0]
+
+
+def record_archived_together(app: App, mails: list[tuple[Archived, dt.datetime, Location]]
+                             ) -> list[tuple[Message, bool]]:
+    """Record archived mails in the ledger in one transaction (one commit, one fsync):
+    (row, created) for each, in order."""
     with app.db.session() as session:
-        existing = _at_location(session, location)
-        if existing is not None:
-            return existing, False
-        # The same bytes are the same mail wherever they were seen before (another folder,
-        # another spelling of the account): recorded as a duplicate, never answered again.
-        same = session.scalars(select(Message).where(Message.sha256 == digest).order_by(Message.id)).all()
-        stale = [
-            m for m in same
-            if (m.account, m.folder) == (location.account, location.folder)
-            and location.uidvalidity is not None and m.uidvalidity != location.uidvalidity
-        ]
-        if stale:
-            # The server renumbered the folder (UIDVALIDITY changed): same mail, new address.
-            stale[0].uidvalidity, stale[0].uid = location.uidvalidity, location.uid
-            return stale[0], False
-        earlier = same[0] if same else None
-        message = Message(
-            account=location.account,
-            folder=location.folder,
-            uidvalidity=location.uidvalidity,
-            uid=location.uid,
-            source_key=location.source_key,
-            sha256=digest,
-            size=archived.size,
-            arrived_at=arrived_at,
-            state=MessageState.DUPLICATE if earlier is not None else MessageState.ARCHIVED,
-            duplicate_of_id=earlier.id if earlier is not None else None,
-            **headers,
-        )
-        session.add(message)
-        session.flush()
-        if earlier is not None:
-            log.info("mail #%s uid=%s is a copy of #%s: recorded, not answered", message.id,
-                     location.uid if location.uid is not None else location.source_key, earlier.id)
-        return message, True
+        return [_record(session, *mail) for mail in mails]
+
+
+def _record(session, archived: Archived, arrived_at: dt.datetime, location: Location  # noqa: ANN001 - Session
+            ) -> tuple[Message, bool]:
+    digest, headers = archived.digest, archived.headers
+    existing = _at_location(session, location)
+    if existing is not None:
+        return existing, False
+    # The same bytes are the same mail wherever they were seen before (another folder,
+    # another spelling of the account): recorded as a duplicate, never answered again.
+    same = session.scalars(select(Message).where(Message.sha256 == digest).order_by(Message.id)).all()
+    stale = [
+        m for m in same
+        if (m.account, m.folder) == (location.account, location.folder)
+        and location.uidvalidity is not None and m.uidvalidity != location.uidvalidity
+    ]
+    if stale:
+        # The server renumbered the folder (UIDVALIDITY changed): same mail, new address.
+        stale[0].uidvalidity, stale[0].uid = location.uidvalidity, location.uid
+        return stale[0], False
+    earlier = same[0] if same else None
+    message = Message(
+        account=location.account,
+        folder=location.folder,
+        uidvalidity=location.uidvalidity,
+        uid=location.uid,
+        source_key=location.source_key,
+        sha256=digest,
+        size=archived.size,
+        arrived_at=arrived_at,
+        state=MessageState.DUPLICATE if earlier is not None else MessageState.ARCHIVED,
+        duplicate_of_id=earlier.id if earlier is not None else None,
+        **headers,
+    )
+    session.add(message)
+    session.flush()
+    if earlier is not None:
+        log.info("mail #%s uid=%s is a copy of #%s: recorded, not answered", message.id,
+                 location.uid if location.uid is not None else location.source_key, earlier.id)
+    return message, True
 
 
 def _at_location(session, location: Location) -> Message | None:  # noqa: ANN001

@@ -23,7 +23,7 @@ from intake import mailbox as imap
 from intake import stages
 from intake.app import App
 from intake.faults import checkpoint
-from intake.pipeline import Archived, Location, Outcome, archive_message, process_messages, record_archived, record_message
+from intake.pipeline import Archived, Location, Outcome, archive_message, process_messages, record_archived_together, record_message
 from intake.readahead import read_ahead
 from storage.locks import exclusive
 from storage.models import MailboxCursor, Message, MessageState
@@ -142,17 +142,27 @@ def _recorded(app: App, mailbox: BaseMailBox, folder: str, uids: list[int], uidv
     their waits (the server, fsyncs) overlap the store's work and the parser processes
     never wait for a whole batch. The ledger rows and the cursor are written here, by the
     reader, so the database has one writer."""
-    with read_ahead(_fetched(app, mailbox, uids, report), limit=READ_AHEAD, name="fetch") as fetched:
-        for item in fetched:
-            if isinstance(item, _BatchDone):
-                # Recorded is enough: what a crash leaves archived is processed by resume_pending.
-                _save_cursor(app, folder, uidvalidity, item.last_uid)
-                continue
-            uid, arrived_at, archived = item
-            message, created = record_archived(app, archived, arrived_at, Location(app.account, folder, uidvalidity, uid))
-            report.new += created
-            checkpoint("record")
-            yield message.id
+    with read_ahead(_fetched(app, mailbox, uids, report), limit=READ_AHEAD, name="fetch", grouped=True) as groups:
+        for group in groups:
+            # What has piled up is recorded in one transaction (one fsync, not one a mail),
+            # a batch's cursor saved after its mails' rows are committed.
+            mails: list[tuple[Archived, dt.datetime, Location]] = []
+            ids: list[int] = []
+            for item in [*group, None]:
+                if isinstance(item, tuple):
+                    uid, arrived_at, archived = item
+                    mails.append((archived, arrived_at, Location(app.account, folder, uidvalidity, uid)))
+                    continue
+                if mails:
+                    for message, created in record_archived_together(app, mails):
+                        report.new += created
+                        checkpoint("record")
+                        ids.append(message.id)
+                    mails = []
+                if isinstance(item, _BatchDone):
+                    # Recorded is enough: what a crash leaves archived is processed by resume_pending.
+                    _save_cursor(app, folder, uidvalidity, item.last_uid)
+            yield from ids
 
 
 def _fetched(app: App, mailbox: BaseMailBox, uids: list[int], report: PollReport

@@ -28,8 +28,10 @@ class _Raised:
 
 
 @contextmanager
-def read_ahead(items: Iterator[T], *, limit: int, name: str) -> Iterator[Iterator[T]]:
-    """`items`, produced in a thread named `name` at most `limit` items ahead."""
+def read_ahead(items: Iterator[T], *, limit: int, name: str, grouped: bool = False) -> Iterator[Iterator]:
+    """`items`, produced in a thread named `name` at most `limit` items ahead. `grouped`:
+    read as lists of the items ready when the reader comes for the next (at least one),
+    so that the reader can handle what has piled up at once (one transaction, one fsync)."""
     buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, limit))
     stop = threading.Event()
 
@@ -49,10 +51,26 @@ def read_ahead(items: Iterator[T], *, limit: int, name: str) -> Iterator[Iterato
                 raise item.error
             yield item  # type: ignore[misc]
 
+    def read_grouped() -> Iterator[list[T]]:
+        held: object | None = None  # the end or an error, seen while gathering a group
+        while held is None:
+            group = [buffer.get()]
+            while group[-1] is not _END and not isinstance(group[-1], _Raised):
+                try:
+                    group.append(buffer.get_nowait())
+                except queue.Empty:
+                    break
+            if group[-1] is _END or isinstance(group[-1], _Raised):
+                held = group.pop()
+            if group:
+                yield group  # type: ignore[misc]
+        if isinstance(held, _Raised):
+            raise held.error
+
     producer = threading.Thread(target=produce, name=name, daemon=True)
     producer.start()
     try:
-        yield read()
+        yield read_grouped() if grouped else read()
     finally:
         stop.set()
         while producer.is_alive():  # a full buffer would block the producer's last put

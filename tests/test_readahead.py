@@ -62,3 +62,32 @@ def test_a_reader_that_stops_early_stops_the_producer_before_leaving() -> None:
     count = len(produced)
     assert not any(t.name == "reader-stops" for t in threading.enumerate())
     assert len(produced) == count  # nothing is produced once the context has been left
+
+
+def test_grouped_reading_gets_what_has_piled_up_together_in_order_and_every_item_once() -> None:
+    piled = threading.Event()
+
+    def numbers() -> Iterator[int]:
+        yield from range(5)
+        piled.set()
+        yield from range(5, 8)
+
+    with read_ahead(numbers(), limit=16, name="t", grouped=True) as groups:
+        piled.wait()
+        first = next(groups)
+        rest = [n for group in groups for n in group]
+    assert len(first) >= 5  # the five produced before the reader came, at least
+    assert first + rest == list(range(8))
+
+
+def test_grouped_reading_raises_the_producers_exception_after_the_items_before_it() -> None:
+    def failing() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ConnectionError("IMAP gone")
+
+    got: list[int] = []
+    with pytest.raises(ConnectionError, match="IMAP gone"), read_ahead(failing(), limit=8, name="t", grouped=True) as groups:
+        for group in groups:
+            got.extend(group)
+    assert got == [1, 2]
