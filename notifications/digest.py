@@ -27,7 +27,6 @@ from intake.login_pause import current_pause
 from notifications.compose import build_message, enqueue
 from notifications.render import render
 from notifications.replies import form_totals
-from notifications.workbook import build_workbook
 from parsers.model import Severity
 from storage.files import safe_file_name
 from storage.models import (
@@ -158,6 +157,8 @@ def build_digest(session: Session, settings: Settings, *, now: datetime, since: 
         "since": local_time(since, tz) if since else None,
     }
     text, html = render("digest", context, settings.smtp.templates_dir)
+    from notifications.workbook import build_workbook  # openpyxl: loaded for a digest, not by every command
+
     attachments = [
         # The campaign name is configuration text: it must stay one name inside the output folder.
         (safe_file_name(f"{sec['campaign'].name}汇总表-{local:%Y%m%d}.xlsx", fallback="汇总表.xlsx"),

@@ -12,8 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from parsers.forms import FormSet
 from parsers.labels import normalize
-from parsers.model import FileReport, FormTable, Problem, ProblemCode
-from parsers.pdf import split_total_key
+from parsers.model import FileReport, FormTable, Problem, ProblemCode, split_total_key
 
 # `汇总单位（公章）：` remarks and brackets people add around a name.
 _REMARKS = re.compile(r"\((?:公章|盖章|章)\)|[()]")

@@ -194,3 +194,14 @@ def report_to_json(report: FileReport) -> bytes:
 def report_from_json(data: bytes) -> FileReport:
     """Raises pydantic.ValidationError for anything that is not a well-formed report."""
     return _REPORT.validate_json(data)
+
+
+def total_key(form: str, field: str) -> str:
+    """A 合计 figure's key in PdfReport.totals: `campaign/form:field` (two forms in one PDF
+    may both have a column of the same field)."""
+    return f"{form}:{field}"
+
+
+def split_total_key(key: str) -> tuple[str, str]:
+    form, _, name = key.rpartition(":")
+    return form, name

@@ -23,7 +23,7 @@ from config.settings import LimitsSettings, ParsingSettings
 from parsers.esign import pdf_signatures, settle_seal
 from parsers.forms import FormSet, FormSpec, ValueType
 from parsers.labels import header_fields, is_total, match_header, normalize
-from parsers.model import PdfReport, Problem, ProblemCode
+from parsers.model import PdfReport, Problem, ProblemCode, split_total_key, total_key
 from parsers.numbers import NotANumber, to_decimal
 from parsers.seal import SealResult, document_seal
 
@@ -87,17 +87,6 @@ def rows_from_words(words: Iterable[Word]) -> list[list[Cell]]:
             continue
         lines.append((word.top, word.bottom, [word]))
     return [[Cell(w.text, w.x0, w.x1) for w in sorted(members, key=lambda w: w.x0)] for _, _, members in lines]
-
-
-def total_key(form: str, field: str) -> str:
-    """A 合计 figure's key in PdfReport.totals: `campaign/form:field` (two forms in one PDF
-    may both have a column of the same field)."""
-    return f"{form}:{field}"
-
-
-def split_total_key(key: str) -> tuple[str, str]:
-    form, _, name = key.rpartition(":")
-    return form, name
 
 
 def _forms_named(text: str, forms: FormSet) -> list[str]:
