@@ -88,6 +88,11 @@ class App:
         with self._worker() as worker:
             return worker.read_mail(self.archive.root, digest, seconds=seconds)
 
+    def start_parsers(self) -> None:
+        """Start the idle parser processes now, ahead of the first request."""
+        for worker in list(self._workers.queue):
+            worker.start()
+
     def worker_pids(self) -> list[int]:
         if "_workers" not in self.__dict__:
             return []

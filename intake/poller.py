@@ -120,6 +120,8 @@ def _poll_folder(app: App, mailbox: BaseMailBox, folder: str, report: PollReport
         log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; known mail is matched by content",
                     folder, before, state.uidvalidity)
     uids = imap.uids_after(mailbox, last_uid)
+    if uids:
+        app.start_parsers()  # their start-up overlaps the first fetches
     recorded = _recorded(app, mailbox, folder, uids, state.uidvalidity, report)
     try:
         report.outcomes += process_messages(app, recorded)

@@ -195,6 +195,13 @@ class ParseWorker:
         child_conn.close()
         self._conn = parent_conn
 
+    def start(self) -> None:
+        """Start the process unless it is running: it imports the parsers (about a second)
+        while the caller goes on, e.g. fetching the mail it will be asked to read."""
+        if self._process is None or not self._process.is_alive():
+            self._kill()
+            self._start()
+
     def _kill(self) -> None:
         if self._process is not None:
             self._process.kill()
@@ -277,9 +284,7 @@ class ParseWorker:
              decode: Callable[[bytes], _Reply]) -> _Reply | str:
         if self._process is not None and self._process.is_alive() and self._worn_out():
             self.close()  # it ends by itself, its exit handlers run; killed only if it does not
-        if self._process is None or not self._process.is_alive():
-            self._kill()
-            self._start()
+        self.start()
         assert self._conn is not None  # for the type checker: _start sets it
         self._served += 1
         try:

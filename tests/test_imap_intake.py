@@ -79,6 +79,26 @@ def test_second_poll_fetches_no_message_bodies(app: App, mailserver: Dovecot) ->
     assert last_session_bodies(mailserver) == 0
 
 
+def test_a_poll_with_nothing_new_starts_no_parser_process(app: App, mailserver: Dovecot) -> None:
+    report = poll_once(app)
+
+    assert report.seen == 0
+    assert app.worker_pids() == []  # a parser process costs a second of imports: only for mail
+
+
+def test_parser_processes_started_ahead_are_the_ones_that_read_the_mail(app: App, mailserver: Dovecot) -> None:
+    app.start_parsers()
+    started = app.worker_pids()
+    app.start_parsers()  # already running: nothing more is started
+    assert len(started) == app.parse_slots and app.worker_pids() == started
+    mailserver.append(submission_mail(), DEADLINE - dt.timedelta(hours=5))
+
+    poll_once(app)
+
+    assert messages(app)[0].state is MessageState.PROCESSED
+    assert sorted(app.worker_pids()) == sorted(started)
+
+
 def test_a_message_that_arrives_after_a_poll_is_fetched_alone(app: App, mailserver: Dovecot) -> None:
     mailserver.append(submission_mail(), DEADLINE - dt.timedelta(hours=5))
     poll_once(app)
