@@ -284,6 +284,11 @@ def shape_run(server: Dovecot, shape: str, count: int, work: Path, rows: _Rows) 
         rows.append((f"{shape}: (c) stored per second, blocks of {block}",
                      f"first {rates[0]:.1f}, last {rates[-1]:.1f} ({rates[-1] / rates[0] * 100:.0f} % of first); "
                      f"all: {', '.join(f'{r:.0f}' for r in rates)}"))
+    if stored:
+        first, last = min(stored) - result["started"], max(stored) - result["started"]
+        rows.append((f"{shape}: (c) timeline of the poll",
+                     f"first mail stored at {first:.1f} s (start-up, connection, first fetch and parse), last at "
+                     f"{last:.1f} s; the process ended at {poll_s:.1f} s (replies written, parser processes closed)"))
     parsers = ", ".join(f"{mb:.0f}" for mb in result["parser_mb"]) or "none reported"
     rows.append((f"{shape}: (d) peak RSS", f"poller {result['poller_mb']:.0f} MB; parser processes {parsers} MB"))
     result["breakdown"] = breakdown(result["stages"], appended)
