@@ -29,12 +29,15 @@ from tests.support.intake_env import intake_settings, submission_mail
 
 
 def dense_lines_pdf(lines: int = 20_000) -> bytes:
-    """One page of `lines` stroked line segments (~150 KB): seconds of work for the PDF
-    reader's table detection, which is what makes it a cheap way to hold a parser."""
-    ops = "".join(f"{i % 595} {(i * 7) % 842} m {(i * 13) % 595} {(i * 3) % 842} l S\n" for i in range(lines))
+    """One page of `lines` stroked line segments (~150 KB) and one word: seconds of work
+    for the PDF reader's table detection, which is what makes it a cheap way to hold a
+    parser (the word makes it a text PDF: one without text is not given to that reader)."""
+    ops = "BT /F1 12 Tf 50 800 Td (x) Tj ET\n" + "".join(
+        f"{i % 595} {(i * 7) % 842} m {(i * 13) % 595} {(i * 3) % 842} l S\n" for i in range(lines))
     stream = zlib.compress(ops.encode(), 9)
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R"
+               b" /Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>",
                b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream"]
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for number, body in enumerate(objects, 1):
