@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import joinedload
 
@@ -602,16 +603,22 @@ def same_mail_delivered_before(session, message: Message, reports: list[FileRepo
     if not message.message_id or not message.from_address:
         return None
     digests = {r.sha256 for r in reports} | {link_digest(link) for link in links}
-    earlier = session.scalars(
-        select(Message).where(
-            Message.message_id == message.message_id,
-            Message.from_address == message.from_address,
-            Message.subject.is_(None) if message.subject is None else Message.subject == message.subject,
-            Message.state == MessageState.PROCESSED,
-            Message.id < message.id,
-        ).order_by(Message.id)
-    )
+    earlier = session.scalars(_earlier_deliveries(message.subject is None),
+                              {"message_id": message.message_id, "from_address": message.from_address,
+                               "subject": message.subject, "id": message.id})
     return next((m for m in earlier if m.submission and {f.sha256 for f in m.submission.files} == digests), None)
+
+
+@cache  # built once (per shape): building and keying it cost more than running it
+def _earlier_deliveries(no_subject: bool) -> Select:
+    subject = Message.subject.is_(None) if no_subject else Message.subject == bindparam("subject")
+    return select(Message).where(
+        Message.message_id == bindparam("message_id"),
+        Message.from_address == bindparam("from_address"),
+        subject,
+        Message.state == MessageState.PROCESSED,
+        Message.id < bindparam("id"),
+    ).order_by(Message.id)
 
 
 def _record_copy(message: Message, first: Message, notes: list[str]) -> Outcome:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from intake.registry import UnitRegistry
@@ -133,14 +133,7 @@ def settle_current(session: Session, submission: Submission, *, first: bool = Fa
         submission.status = _visible_status(submission)
         submission.superseded_by_id = None
         return None
-    previous = session.scalars(
-        select(Submission).where(
-            Submission.unit == submission.unit,
-            _of_campaign(submission.campaign),
-            Submission.id != submission.id,
-            Submission.status.not_in(NOT_CURRENT),
-        ).order_by(*BY_ARRIVAL_NEWEST_FIRST)  # the head: near the newest
-    ).first()
+    previous = session.scalars(_head_statement(submission.campaign is None), _placing(submission)).first()
     if left or submission.superseded_by_id is not None:
         newest = _settle_unit(session, submission.unit, submission.campaign)  # it was linked already: redo
     else:
@@ -167,38 +160,72 @@ def _trusted_clause() -> ColumnElement[bool]:
     return or_(Submission.trust.in_(tuple(TRUSTED)), Submission.confirmation == Confirmation.CONFIRMED)
 
 
+# The statements settling runs for every mail are built once (per shape) with bound
+# parameters, _placing's: building and keying them anew cost more than running them.
+_UNIT, _CAMPAIGN, _ID, _ARRIVED = (bindparam(n) for n in ("unit", "campaign", "id", "arrived"))
+
+
+def _placing(submission: Submission) -> dict[str, object]:
+    return {"unit": submission.unit, "campaign": submission.campaign, "id": submission.id,
+            "arrived": submission.arrived_at}
+
+
+def _others(no_campaign: bool) -> Select:
+    """The unit's other submissions of the campaign that count."""
+    campaign = Submission.campaign.is_(None) if no_campaign else Submission.campaign == _CAMPAIGN
+    return select(Submission).where(Submission.unit == _UNIT, campaign, Submission.id != _ID, _counted_clause())
+
+
+@cache
+def _head_statement(no_campaign: bool) -> Select:
+    """The unit's current submission other than this one (the head: near the newest)."""
+    campaign = Submission.campaign.is_(None) if no_campaign else Submission.campaign == _CAMPAIGN
+    return (select(Submission)
+            .where(Submission.unit == _UNIT, campaign, Submission.id != _ID, Submission.status.not_in(NOT_CURRENT))
+            .order_by(*BY_ARRIVAL_NEWEST_FIRST))
+
+
+@cache
+def _trusted_exists_statement(no_campaign: bool) -> Select:
+    return select(_others(no_campaign).where(_trusted_clause()).exists())
+
+
+@cache
+def _neighbour_statements(no_campaign: bool, trusted_chain: bool) -> tuple[Select, Select]:
+    """This submission's neighbours in its unit's chain by (arrival, id): the one just
+    before and the id of the one just after, each a range on arrived_at the index
+    (ix_submissions_chain) can seek, one step each way."""
+    chain = _others(no_campaign)
+    if trusted_chain:
+        chain = chain.where(_trusted_clause())
+    earlier = and_(Submission.arrived_at <= _ARRIVED, or_(Submission.arrived_at < _ARRIVED, Submission.id < _ID))
+    later = and_(Submission.arrived_at >= _ARRIVED, or_(Submission.arrived_at > _ARRIVED, Submission.id > _ID))
+    return (chain.where(earlier).order_by(*BY_ARRIVAL_NEWEST_FIRST).limit(1),
+            chain.with_only_columns(Submission.id).where(later).order_by(*BY_ARRIVAL).limit(1))
+
+
 def _link(session: Session, submission: Submission) -> Submission | None:
     """Put a submission that nothing links to into its unit's chain between its two
     neighbours by arrival: two indexed lookups instead of loading the unit's history.
     Falls back to settling the whole unit when the chain changes kind (the unit's first
     trusted submission arrives: its claims all go back to waiting)."""
-    others = select(Submission).where(
-        Submission.unit == submission.unit, _of_campaign(submission.campaign), Submission.id != submission.id,
-        _counted_clause()
-    )
-    trusted_exists = session.scalar(select(others.where(_trusted_clause()).exists())) or False
+    no_campaign, placing = submission.campaign is None, _placing(submission)
+    trusted_exists = session.scalar(_trusted_exists_statement(no_campaign), placing) or False
     if is_trusted(submission) and not trusted_exists:
         return _settle_unit(session, submission.unit, submission.campaign)
     if not is_trusted(submission) and trusted_exists:
         submission.status = SubmissionStatus.HELD  # a claim waits; the trusted chain stands
         submission.superseded_by_id = None
         return None
-    chain = others.where(_trusted_clause()) if trusted_exists else others
-    # By the arrival copied onto the row (ix_submissions_chain): one index step each way.
-    arrived = submission.arrived_at
-    # (arrival, id) before and after this one's, each with a range on arrived_at the index can seek.
-    earlier = and_(Submission.arrived_at <= arrived,
-                   or_(Submission.arrived_at < arrived, Submission.id < submission.id))
-    later = and_(Submission.arrived_at >= arrived,
-                 or_(Submission.arrived_at > arrived, Submission.id > submission.id))
-    before = session.scalars(chain.where(earlier).order_by(*BY_ARRIVAL_NEWEST_FIRST).limit(1)).first()
-    after = session.scalars(chain.where(later).order_by(*BY_ARRIVAL).limit(1)).first()
+    earlier, later = _neighbour_statements(no_campaign, trusted_exists)
+    before = session.scalars(earlier, placing).first()
+    after_id = session.scalar(later, placing)
     if before is not None:
         before.status = SubmissionStatus.SUPERSEDED
         before.superseded_by_id = submission.id
-    if after is not None:
+    if after_id is not None:
         submission.status = SubmissionStatus.SUPERSEDED
-        submission.superseded_by_id = after.id
+        submission.superseded_by_id = after_id
         return None
     submission.status = _visible_status(submission)
     submission.superseded_by_id = None
