@@ -260,17 +260,21 @@ def shape_run(server: Dovecot, shape: str, count: int, work: Path, rows: _Rows) 
     kb = size / max(appended, 1) / 1024
     rows.append((f"{shape}: mailbox", f"{appended} messages of ~{kb:.0f} KB (xlsx + 2-page scanned PDF), "
                  f"{len(generator.senders)} sending unit(s); APPEND {append_s:.1f} s"))
-    tools_s, tools_n = floor_imap_tools(mailbox)
-    raw_s, raw_n, raw_size = floor_raw(mailbox)
+    tools_before, tools_n = floor_imap_tools(mailbox)
+    raw_before, raw_n, raw_size = floor_raw(mailbox)
     assert tools_n == raw_n == appended, (tools_n, raw_n, appended)
-    rows.append((f"{shape}: (a) floors", f"imap-tools fetch {tools_s:.2f} s ({tools_n / tools_s:.0f} msg/s); "
-                 f"plain UID FETCH 1:* {raw_s:.2f} s ({raw_n / raw_s:.0f} msg/s, {raw_size / raw_s / 1e6:.0f} MB/s)"))
     folder = work / shape
     folder.mkdir()
     settings = bench_settings(folder, mailbox, shape, count)
     config = folder / "intake.toml"
     config.write_text(tomli_w.dumps(settings_as_toml(settings)), encoding="utf-8")
     result = run_poll(config, folder)
+    # The floors again once the poll is done (it changes nothing on the server): a floor is
+    # what the machine can do, so the faster of the two counts, whatever disturbed the other.
+    tools_s, raw_s = min(tools_before, floor_imap_tools(mailbox)[0]), min(raw_before, floor_raw(mailbox)[0])
+    rows.append((f"{shape}: (a) floors (the faster of a fetch before and one after the poll)",
+                 f"imap-tools fetch {tools_s:.2f} s ({tools_n / tools_s:.0f} msg/s); "
+                 f"plain UID FETCH 1:* {raw_s:.2f} s ({raw_n / raw_s:.0f} msg/s, {raw_size / raw_s / 1e6:.0f} MB/s)"))
     poll_s = result["seconds"]
     stored = result["stored"]
     replies = len(list((folder / "outbox").rglob("*.eml"))) if (folder / "outbox").exists() else 0
