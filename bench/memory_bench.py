@@ -99,7 +99,7 @@ def run_poll(config: Path, peak_file: Path) -> tuple[float, dict[int, float], fl
     for pid, mb in collect(stages_dir)[2].items():
         if pid != poll.pid:
             others[pid] = max(others.get(pid, 0.0), mb)
-    return float(peak_file.read_text()), others, time.monotonic() - started
+    return float(peak_file.read_text().split()[0]), others, time.monotonic() - started  # RSS MB, then CPU figures
 
 
 def scenario(name: str, server: Dovecot, work: Path) -> str:
