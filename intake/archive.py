@@ -66,7 +66,7 @@ def write_atomically(path: Path, data: bytes, *, sync_folder: bool = True) -> No
     """Temp file, fsync, rename, fsync the folder: a reader sees the whole file or none,
     and after a crash the file is either complete or absent. The file is 0600 (mkstemp's
     mode, whatever the umask) and new folders are 0700. Writing many files into one
-    folder, pass `sync_folder=False` and call sync_folder once after the last."""
+    folder, pass `sync_folder=False` and call fsync_folder once after the last."""
     make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -79,13 +79,13 @@ def write_atomically(path: Path, data: bytes, *, sync_folder: bool = True) -> No
         Path(tmp).unlink(missing_ok=True)
         raise
     if sync_folder:
-        sync_folder_of(path)
+        fsync_folder(path.parent)
 
 
-def sync_folder_of(path: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """A rename is only durable once the directory entry is on disk too."""
-    folder = os.open(path.parent, os.O_RDONLY)
+    handle = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(folder)
+        os.fsync(handle)
     finally:
-        os.close(folder)
+        os.close(handle)

@@ -128,13 +128,7 @@ def archive_message(app: App, raw: bytes) -> Archived:
 
 def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Location) -> tuple[Message, bool]:
     """Archive the raw bytes durably, then record the message. Returns (row, created)."""
-    return record_archived(app, archive_message(app, raw), arrived_at, location)
-
-
-def record_archived(app: App, archived: Archived, arrived_at: dt.datetime, location: Location
-                    ) -> tuple[Message, bool]:
-    """Record an archived mail in the ledger. Returns (row, created)."""
-    return record_archived_together(app, [(archived, arrived_at, location)])[0]
+    return record_archived_together(app, [(archive_message(app, raw), arrived_at, location)])[0]
 
 
 def record_archived_together(app: App, mails: list[tuple[Archived, dt.datetime, Location]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -148,22 +149,19 @@ def _recorded(app: App, mailbox: BaseMailBox, folder: str, uids: list[int], uidv
         for group in groups:
             # What has piled up is recorded in one transaction (one fsync, not one a mail),
             # a batch's cursor saved after its mails' rows are committed.
-            mails: list[tuple[Archived, dt.datetime, Location]] = []
             ids: list[int] = []
-            for item in [*group, None]:
-                if isinstance(item, tuple):
-                    uid, arrived_at, archived = item
-                    mails.append((archived, arrived_at, Location(app.account, folder, uidvalidity, uid)))
-                    continue
-                if mails:
-                    for message, created in record_archived_together(app, mails):
-                        report.new += created
-                        checkpoint("record")
-                        ids.append(message.id)
-                    mails = []
-                if isinstance(item, _BatchDone):
+            for batch_done, run in itertools.groupby(group, key=lambda item: isinstance(item, _BatchDone)):
+                if batch_done:
                     # Recorded is enough: what a crash leaves archived is processed by resume_pending.
-                    _save_cursor(app, folder, uidvalidity, item.last_uid)
+                    for done in run:
+                        _save_cursor(app, folder, uidvalidity, done.last_uid)
+                    continue
+                mails = [(archived, arrived_at, Location(app.account, folder, uidvalidity, uid))
+                         for uid, arrived_at, archived in run]
+                for message, created in record_archived_together(app, mails):
+                    report.new += created
+                    checkpoint("record")
+                    ids.append(message.id)
             yield from ids
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Select, and_, bindparam, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from intake.registry import UnitRegistry
@@ -73,7 +73,7 @@ def _visible_status(submission: Submission) -> SubmissionStatus:
     return submission.content_status
 
 
-def _of_campaign(campaign: str | None) -> ColumnElement[bool]:
+def _of_campaign(campaign: str | BindParameter[str] | None) -> ColumnElement[bool]:
     return Submission.campaign.is_(None) if campaign is None else Submission.campaign == campaign
 
 
@@ -172,16 +172,16 @@ def _placing(submission: Submission) -> dict[str, object]:
 
 def _others(no_campaign: bool) -> Select:
     """The unit's other submissions of the campaign that count."""
-    campaign = Submission.campaign.is_(None) if no_campaign else Submission.campaign == _CAMPAIGN
-    return select(Submission).where(Submission.unit == _UNIT, campaign, Submission.id != _ID, _counted_clause())
+    return select(Submission).where(Submission.unit == _UNIT, _of_campaign(None if no_campaign else _CAMPAIGN),
+                                    Submission.id != _ID, _counted_clause())
 
 
 @cache
 def _head_statement(no_campaign: bool) -> Select:
     """The unit's current submission other than this one (the head: near the newest)."""
-    campaign = Submission.campaign.is_(None) if no_campaign else Submission.campaign == _CAMPAIGN
     return (select(Submission)
-            .where(Submission.unit == _UNIT, campaign, Submission.id != _ID, Submission.status.not_in(NOT_CURRENT))
+            .where(Submission.unit == _UNIT, _of_campaign(None if no_campaign else _CAMPAIGN), Submission.id != _ID,
+                   Submission.status.not_in(NOT_CURRENT))
             .order_by(*BY_ARRIVAL_NEWEST_FIRST))
 
 

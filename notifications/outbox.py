@@ -23,7 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import Security, Settings, SmtpSettings, certificate_refused, tls_context
-from intake.archive import sync_folder_of, write_atomically
+from intake.archive import fsync_folder, write_atomically
 from intake.faults import checkpoint
 from storage.db import Database
 from storage.locks import exclusive
@@ -270,7 +270,7 @@ class Outbox:
                 written.append(item)
             if not written:
                 continue
-            sync_folder_of(folder / eml_name(written[0]))
+            fsync_folder(folder)
             self._set([item.id for item in written], state=OutboxState.SENT, sent_at=now, last_error=None)
             for item in written:
                 log.info("wrote %s #%s (%s) for %s", item.kind.value, item.id, item.reply_kind or "-", item.to_address)
