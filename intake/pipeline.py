@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import traceback
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -134,30 +134,46 @@ def record_message(app: App, raw: bytes, arrived_at: dt.datetime, location: Loca
 def record_archived_together(app: App, mails: list[tuple[Archived, dt.datetime, Location]]
                              ) -> list[tuple[Message, bool]]:
     """Record archived mails in the ledger in one transaction (one commit, one fsync):
-    (row, created) for each, in order."""
+    (row, created) for each, in order. The group's earlier rows are read with one query
+    for their locations and one for their digests, and the new rows written in one flush."""
     with app.db.session() as session:
-        return [_record(session, *mail) for mail in mails]
+        seen = _at_locations(session, [location for _, _, location in mails])
+        same: dict[str, list[Message]] = defaultdict(list)  # by digest, oldest first
+        digests = {archived.digest for archived, _, _ in mails}
+        for row in session.scalars(select(Message).where(Message.sha256.in_(digests)).order_by(Message.id)):
+            same[row.sha256].append(row)
+        recorded = [_record(session, seen, same, *mail) for mail in mails]
+        session.flush()
+    for message, created in recorded:
+        if created and message.duplicate_of_id is not None:
+            log.info("mail #%s uid=%s is a copy of #%s: recorded, not answered", message.id,
+                     message.uid if message.uid is not None else message.source_key, message.duplicate_of_id)
+    return recorded
 
 
-def _record(session, archived: Archived, arrived_at: dt.datetime, location: Location  # noqa: ANN001 - Session
-            ) -> tuple[Message, bool]:
+def _record(session, seen: dict[tuple, Message], same: dict[str, list[Message]],  # noqa: ANN001 - Session
+            archived: Archived, arrived_at: dt.datetime, location: Location) -> tuple[Message, bool]:
+    """One mail of a group; `seen` (rows by location) and `same` (by digest) are the
+    group's look-ups, kept up to date with the rows it adds."""
     digest, headers = archived.digest, archived.headers
-    existing = _at_location(session, location)
+    existing = seen.get(_location_key(location))
     if existing is not None:
         return existing, False
     # The same bytes are the same mail wherever they were seen before (another folder,
     # another spelling of the account): recorded as a duplicate, never answered again.
-    same = session.scalars(select(Message).where(Message.sha256 == digest).order_by(Message.id)).all()
     stale = [
-        m for m in same
+        m for m in same[digest]
         if (m.account, m.folder) == (location.account, location.folder)
         and location.uidvalidity is not None and m.uidvalidity != location.uidvalidity
     ]
     if stale:
         # The server renumbered the folder (UIDVALIDITY changed): same mail, new address.
         stale[0].uidvalidity, stale[0].uid = location.uidvalidity, location.uid
+        seen[_location_key(location)] = stale[0]
         return stale[0], False
-    earlier = same[0] if same else None
+    earlier = same[digest][0] if same[digest] else None
+    if earlier is not None and earlier.id is None:
+        session.flush()  # a copy of a mail earlier in the group refers to its row by id
     message = Message(
         account=location.account,
         folder=location.folder,
@@ -172,20 +188,34 @@ def _record(session, archived: Archived, arrived_at: dt.datetime, location: Loca
         **headers,
     )
     session.add(message)
-    session.flush()
-    if earlier is not None:
-        log.info("mail #%s uid=%s is a copy of #%s: recorded, not answered", message.id,
-                 location.uid if location.uid is not None else location.source_key, earlier.id)
+    seen[_location_key(location)] = message
+    same[digest].append(message)
     return message, True
 
 
-def _at_location(session, location: Location) -> Message | None:  # noqa: ANN001
-    query = select(Message).where(Message.account == location.account, Message.folder == location.folder)
+def _location_key(location: Location) -> tuple:
     if location.source_key is not None:
-        query = query.where(Message.source_key == location.source_key)
-    else:
-        query = query.where(Message.uidvalidity == location.uidvalidity, Message.uid == location.uid)
-    return session.scalars(query).first()
+        return location.account, location.folder, location.source_key
+    return location.account, location.folder, location.uidvalidity, location.uid
+
+
+def _at_locations(session, locations: list[Location]) -> dict[tuple, Message]:  # noqa: ANN001 - Session
+    """The ledger rows already at these locations, by _location_key: one query for each
+    folder (and UIDVALIDITY) among them."""
+    folders: dict[tuple, list[Location]] = defaultdict(list)
+    for location in locations:
+        by_key = location.source_key is not None
+        folders[location.account, location.folder, by_key, None if by_key else location.uidvalidity].append(location)
+    found: dict[tuple, Message] = {}
+    for (account, folder, by_key, uidvalidity), here in folders.items():
+        query = select(Message).where(Message.account == account, Message.folder == folder)
+        if by_key:
+            query = query.where(Message.source_key.in_([loc.source_key for loc in here]))
+        else:
+            query = query.where(Message.uidvalidity == uidvalidity, Message.uid.in_([loc.uid for loc in here]))
+        for row in session.scalars(query):
+            found.setdefault(_location_key(Location(row.account, row.folder, row.uidvalidity, row.uid, row.source_key)), row)
+    return found
 
 
 @stages.timing("MIME headers (poller)")
@@ -336,6 +366,10 @@ def process_messages(app: App, message_pks: Iterable[int], *, force: bool = Fals
     outcomes: list[Outcome] = []
 
     def refill() -> None:
+        # From half full up, in one go: the poller records the mails its fetcher has piled
+        # up meanwhile together (one transaction for several), not one at a time.
+        if len(pending) > ahead // 2:
+            return
         while len(pending) < ahead and (pk := next(source, None)) is not None:
             pending.append(app.parse_pool.submit(_parse, app, pk, force))
 

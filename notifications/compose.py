@@ -19,7 +19,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from notifications.render import DISPLAY_TZ
@@ -267,16 +267,22 @@ def enqueue(
     }
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        # ON CONFLICT DO NOTHING: a concurrent writer with the same key cannot fail
-        # the caller's transaction, as a unique-violation would.
-        dialect_insert = _dialect_insert(dialect)
-        stmt = dialect_insert(OutboxItem).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
         # RETURNING the row itself: one statement, not an insert and then a SELECT.
-        return session.scalars(stmt.returning(OutboxItem)).first()
+        return session.scalars(_insert_new(dialect, tuple(values)), values).first()
     if session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
         return None
     new_id = session.execute(insert(OutboxItem).values(**values).returning(OutboxItem.id)).scalar()
     return session.get(OutboxItem, new_id)
+
+
+@lru_cache  # built once per dialect: building it cost more than running it
+def _insert_new(dialect: str, columns: tuple[str, ...]):  # noqa: ANN202 - an ORM-enabled insert
+    # ON CONFLICT DO NOTHING: a concurrent writer with the same key cannot fail the
+    # caller's transaction, as a unique-violation would.
+    return (_dialect_insert(dialect)(OutboxItem)
+            .values({name: bindparam(name) for name in columns})
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboxItem))
 
 
 def _dialect_insert(dialect: str):  # noqa: ANN202 - returns a dialect's insert() constructor
