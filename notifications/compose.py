@@ -30,8 +30,32 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
 # SMTP line endings; headers set raw (an attachment's RFC 2047 name) are sent as written.
 SMTP_WIRE = policy.SMTP.clone(refold_source="none")
-# The same bytes for raw ASCII headers (compat32 folds nothing with no line limit).
-RAW_WIRE = policy.compat32.clone(linesep="\r\n", max_line_length=None, mangle_from_=False)
+
+
+class RawWire(policy.Compat32):
+    """compat32, which folds nothing with no line limit, writing a value already folded
+    into plain ASCII lines as it stands: the bytes email.header.Header would give, without
+    running each header of each reply through it."""
+
+    def fold_binary(self, name: str, value: object) -> bytes:
+        if type(value) is str and _plain_folded(value):
+            return f"{name}: {value}\n".replace("\n", self.linesep).encode("ascii")
+        return super().fold_binary(name, value)
+
+
+def _plain_folded(value: str) -> bool:
+    """Printable ASCII lines, none blank or ending in white space, each after the first
+    folded (starting with white space): what Header writes unchanged. (Header splits with
+    str.splitlines, which also ends a line at some control characters.)"""
+    if not value.isascii() or not value.replace("\n", "").replace("\t", " ").isprintable():
+        return False
+    lines = value.split("\n")
+    return (all(line.strip() and not line[-1].isspace() for line in lines)
+            and all(line[0] in " \t" for line in lines[1:]))
+
+
+# The same bytes for raw ASCII headers.
+RAW_WIRE = RawWire(linesep="\r\n", max_line_length=None, mangle_from_=False)
 
 
 def one_line(value: str) -> str:
@@ -231,7 +255,15 @@ def _raw_ascii_headers(part: EmailMessage) -> bool:
     return all(type(value) is str and value.isascii() for _, value in part.raw_items())
 
 
-def enqueue(
+def enqueue(session: Session, *, kind: OutboxKind, dedupe_key: str, message: EmailMessage,
+            **fields: object) -> OutboxItem | None:
+    """Add `message` to the outbox in the caller's transaction; None when the key exists.
+    `fields` are insert_outbox's."""
+    new_id = insert_outbox(session, kind=kind, dedupe_key=dedupe_key, message=message, **fields)
+    return None if new_id is None else session.get(OutboxItem, new_id)
+
+
+def insert_outbox(
     session: Session,
     *,
     kind: OutboxKind,
@@ -242,8 +274,9 @@ def enqueue(
     reply_kind: str | None = None,
     priority: int = 0,
     auth_failed: bool | None = None,
-) -> OutboxItem | None:
-    """Add `message` to the outbox in the caller's transaction; None when the key exists.
+) -> int | None:
+    """enqueue's row, by id: no ORM object is built for it (the poller queues a reply a
+    mail, and building one cost more than the insert).
 
     Lower `priority` is sent first (0: units and staff; 1: short replies to strangers).
     `auth_failed`: a reply's, whether the mail it answers failed authentication (the daily cap).
@@ -265,24 +298,25 @@ def enqueue(
         "auth_failed": auth_failed,
         "next_attempt_at": dt.datetime.now(dt.UTC),
     }
+    session.flush()  # what the row refers to (its submission), and what the caps count, first
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        # RETURNING the row itself: one statement, not an insert and then a SELECT.
-        return session.scalars(_insert_new(dialect, tuple(values)), values).first()
+        return session.execute(_insert_new(dialect, tuple(values)), values).scalar()
     if session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
         return None
-    new_id = session.execute(insert(OutboxItem).values(**values).returning(OutboxItem.id)).scalar()
-    return session.get(OutboxItem, new_id)
+    return session.execute(insert(OutboxItem.__table__).values(**values).returning(OutboxItem.id)).scalar()
 
 
 @lru_cache  # built once per dialect: building it cost more than running it
-def _insert_new(dialect: str, columns: tuple[str, ...]):  # noqa: ANN202 - an ORM-enabled insert
+def _insert_new(dialect: str, columns: tuple[str, ...]):  # noqa: ANN202 - a Core insert
     # ON CONFLICT DO NOTHING: a concurrent writer with the same key cannot fail the
-    # caller's transaction, as a unique-violation would.
-    return (_dialect_insert(dialect)(OutboxItem)
+    # caller's transaction, as a unique-violation would. RETURNING: one statement, not
+    # an insert and then a SELECT.
+    table = OutboxItem.__table__
+    return (_dialect_insert(dialect)(table)
             .values({name: bindparam(name) for name in columns})
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(OutboxItem))
+            .returning(table.c.id))
 
 
 def _dialect_insert(dialect: str):  # noqa: ANN202 - returns a dialect's insert() constructor

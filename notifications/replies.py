@@ -28,7 +28,7 @@ from intake.authenticity import domain_of
 from intake.mailread import MailView
 from intake.mime import decode_header_value
 from intake.trust import TRUSTED, authentication_failed
-from notifications.compose import build_message, enqueue, wire_bytes
+from notifications.compose import build_message, insert_outbox, wire_bytes
 from notifications.render import render
 from config.campaigns import CampaignSpec
 from intake.board import campaign_of
@@ -453,9 +453,10 @@ def queue_reply(
     replaces: Submission | None = None,
     now: dt.datetime | None = None,
     first: bool = False,
-) -> OutboxItem | None:
-    """Queue the reply recorded on `submission.reply`, in the form `reply_form` decides;
-    None when there is nothing to send. `first`: the mail is processed for the first time.
+) -> int | None:
+    """Queue the reply recorded on `submission.reply`, in the form `reply_form` decides:
+    its outbox row's id, or None when there is nothing to send. `first`: the mail is
+    processed for the first time.
 
     The form is stored on `submission.reply_form` (None when no reply is queued);
     suppression (no sender, a cap, too large) on `submission.reply_suppressed`.
@@ -494,7 +495,7 @@ def queue_reply(
     # Flushed with the outbox row (enqueue's statement autoflushes): the hourly caps count
     # short replies by their submission's form.
     submission.reply_form = form
-    return enqueue(
+    return insert_outbox(
         session,
         kind=OutboxKind.REPLY,
         dedupe_key=dedupe_key,

@@ -67,7 +67,8 @@ def queue(db: Database, submission: Submission, settings: Settings, **kwargs: ob
     with db.session() as session:
         session.add(submission)
         session.flush()
-        return queue_reply(session, submission, original=original_of(submission), settings=settings, **kwargs)
+        new_id = queue_reply(session, submission, original=original_of(submission), settings=settings, **kwargs)
+        return None if new_id is None else session.get(OutboxItem, new_id)
 
 
 def sink_settings(sink: SmtpSink, **smtp: object) -> Settings:
@@ -290,7 +291,7 @@ def test_references_keep_only_the_last_ten_short_ids(db: Database) -> None:
     with db.session() as session:
         session.add(submission)
         session.flush()
-        item = queue_reply(session, submission, original=original, settings=reply_settings())
+        item = session.get(OutboxItem, queue_reply(session, submission, original=original, settings=reply_settings()))
     reply = email.message_from_bytes(item.raw, policy=email.policy.default)
     references = reply["References"].split()
     assert references == [*thread[-9:], submission.message.message_id]

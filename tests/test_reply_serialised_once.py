@@ -11,7 +11,7 @@ import pytest
 from notifications import replies
 from notifications.compose import SMTP_WIRE
 from storage.db import Database
-from storage.models import ReplyForm, Trust
+from storage.models import OutboxItem, ReplyForm, Trust
 from tests.conftest import make_submission, reply_settings
 from tests.test_replies import original_of
 
@@ -38,8 +38,9 @@ def test_the_stored_reply_is_the_built_message_serialised_as_before(
     with db.session() as session:
         session.add(submission)
         session.flush()
-        item = replies.queue_reply(session, submission, original=original_of(submission), settings=reply_settings())
-        assert item is not None
+        new_id = replies.queue_reply(session, submission, original=original_of(submission), settings=reply_settings())
+        assert new_id is not None
+        item = session.get(OutboxItem, new_id)
         assert submission.reply_form is (ReplyForm.FULL if trust is Trust.REGISTERED else ReplyForm.SHORT)
     assert len(built) == 1  # the full context fitted: the reduced one was never rendered
     mail = built[0]
