@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,10 +45,11 @@ def submissions(app: App) -> list[Submission]:
         return list(rows)
 
 
-def last_session_bodies(server: Dovecot) -> int:
-    """body_count of the newest IMAP session that logged out (Dovecot's own accounting)."""
-    counts = re.findall(r"Logged out .*?body_count=(\d+)", server.log_text())
-    return int(counts[-1])
+def bodies_of_next_session(server: Dovecot, action: Callable[[], object]) -> int:
+    """body_count of the newest IMAP session once `action` (a poll) has logged out."""
+    before = len(server.session_body_counts())
+    action()
+    return server.wait_for_logouts(before + 1)[-1]
 
 
 def test_first_poll_records_every_message_with_its_arrival_time(app: App, mailserver: Dovecot) -> None:
@@ -70,13 +71,11 @@ def test_first_poll_records_every_message_with_its_arrival_time(app: App, mailse
 def test_second_poll_fetches_no_message_bodies(app: App, mailserver: Dovecot) -> None:
     for hours in (3, 2, 1):
         mailserver.append(submission_mail(), DEADLINE - dt.timedelta(hours=hours))
-    poll_once(app)
-    assert last_session_bodies(mailserver) == 3
+    assert bodies_of_next_session(mailserver, lambda: poll_once(app)) == 3
 
-    report = poll_once(app)
-
-    assert report.seen == 0 and report.new == 0
-    assert last_session_bodies(mailserver) == 0
+    reports = []
+    assert bodies_of_next_session(mailserver, lambda: reports.append(poll_once(app))) == 0
+    assert reports[0].seen == 0 and reports[0].new == 0
 
 
 def test_a_poll_with_nothing_new_starts_no_parser_process(app: App, mailserver: Dovecot) -> None:
@@ -104,10 +103,9 @@ def test_a_message_that_arrives_after_a_poll_is_fetched_alone(app: App, mailserv
     poll_once(app)
     mailserver.append(submission_mail(subject="第二封"), DEADLINE - dt.timedelta(hours=1))
 
-    report = poll_once(app)
-
-    assert report.seen == 1 and report.new == 1
-    assert last_session_bodies(mailserver) == 1
+    reports = []
+    assert bodies_of_next_session(mailserver, lambda: reports.append(poll_once(app))) == 1
+    assert reports[0].seen == 1 and reports[0].new == 1
     assert [m.subject for m in messages(app)][-1] == "第二封"
 
 

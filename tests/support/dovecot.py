@@ -15,6 +15,7 @@ import datetime as dt
 import imaplib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -242,6 +243,20 @@ class Dovecot:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def session_body_counts(self) -> list[int]:
+        """body_count of each IMAP session that logged out, oldest first (Dovecot's accounting)."""
+        return [int(count) for count in re.findall(r"Logged out .*?body_count=(\d+)", self.log_text())]
+
+    def wait_for_logouts(self, count: int, timeout: float = 10.0) -> list[int]:
+        """session_body_counts once it has `count` sessions: Dovecot writes a session's line
+        after the client's LOGOUT has returned, so a test reading right away can miss it."""
+        deadline = time.monotonic() + timeout
+        while len(counts := self.session_body_counts()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(counts)} IMAP sessions logged out, not {count}")
+            time.sleep(0.02)  # polling the log for the line, not waiting a set time
+        return counts
 
     # --- mailbox helpers for tests -------------------------------------------------
 
