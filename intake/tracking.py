@@ -182,7 +182,8 @@ def _head_statement(no_campaign: bool) -> Select:
     return (select(Submission)
             .where(Submission.unit == _UNIT, _of_campaign(None if no_campaign else _CAMPAIGN), Submission.id != _ID,
                    Submission.status.not_in(NOT_CURRENT))
-            .order_by(*BY_ARRIVAL_NEWEST_FIRST))
+            .order_by(*BY_ARRIVAL_NEWEST_FIRST)
+            .limit(1))  # without it SQLite walks the unit's whole chain for the rows .first() drops
 
 
 @cache
