@@ -492,7 +492,7 @@ def queue_reply(
     if composed is None:
         submission.reply_suppressed = "too_large"
         return None
-    # Flushed with the outbox row (enqueue's statement autoflushes): the hourly caps count
+    # Flushed with the outbox row (insert_outbox flushes first): the hourly caps count
     # short replies by their submission's form.
     submission.reply_form = form
     return insert_outbox(

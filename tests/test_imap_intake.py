@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select
@@ -45,11 +46,14 @@ def submissions(app: App) -> list[Submission]:
         return list(rows)
 
 
-def bodies_of_next_session(server: Dovecot, action: Callable[[], object]) -> int:
-    """body_count of the newest IMAP session once `action` (a poll) has logged out."""
+T = TypeVar("T")
+
+
+def with_bodies(server: Dovecot, action: Callable[[], T]) -> tuple[T, int]:
+    """`action`'s (a poll's) result and the body_count of the IMAP session it logged out."""
     before = len(server.session_body_counts())
-    action()
-    return server.wait_for_logouts(before + 1)[-1]
+    result = action()
+    return result, server.wait_for_logouts(before + 1)[-1]
 
 
 def test_first_poll_records_every_message_with_its_arrival_time(app: App, mailserver: Dovecot) -> None:
@@ -71,11 +75,12 @@ def test_first_poll_records_every_message_with_its_arrival_time(app: App, mailse
 def test_second_poll_fetches_no_message_bodies(app: App, mailserver: Dovecot) -> None:
     for hours in (3, 2, 1):
         mailserver.append(submission_mail(), DEADLINE - dt.timedelta(hours=hours))
-    assert bodies_of_next_session(mailserver, lambda: poll_once(app)) == 3
+    assert with_bodies(mailserver, lambda: poll_once(app))[1] == 3
 
-    reports = []
-    assert bodies_of_next_session(mailserver, lambda: reports.append(poll_once(app))) == 0
-    assert reports[0].seen == 0 and reports[0].new == 0
+    report, bodies = with_bodies(mailserver, lambda: poll_once(app))
+
+    assert report.seen == 0 and report.new == 0
+    assert bodies == 0
 
 
 def test_a_poll_with_nothing_new_starts_no_parser_process(app: App, mailserver: Dovecot) -> None:
@@ -103,9 +108,10 @@ def test_a_message_that_arrives_after_a_poll_is_fetched_alone(app: App, mailserv
     poll_once(app)
     mailserver.append(submission_mail(subject="第二封"), DEADLINE - dt.timedelta(hours=1))
 
-    reports = []
-    assert bodies_of_next_session(mailserver, lambda: reports.append(poll_once(app))) == 1
-    assert reports[0].seen == 1 and reports[0].new == 1
+    report, bodies = with_bodies(mailserver, lambda: poll_once(app))
+
+    assert report.seen == 1 and report.new == 1
+    assert bodies == 1
     assert [m.subject for m in messages(app)][-1] == "第二封"
 
 
