@@ -119,8 +119,11 @@ class App:
         if "parse_pool" in self.__dict__:
             self.parse_pool.shutdown(wait=True)
         if "_workers" in self.__dict__:
-            while not self._workers.empty():
-                self._workers.get().close()
+            workers = [self._workers.get() for _ in range(self._workers.qsize())]
+            for worker in workers:
+                worker.release()  # all told first: they end in parallel, not one after another
+            for worker in workers:
+                worker.wait_closed()
         if "ocr_worker" in self.__dict__:
             self.ocr_worker.close()
         self.db.dispose()
