@@ -32,6 +32,7 @@ def normalize(text: object) -> str:
     return _SPACE.sub("", folded)
 
 
+@lru_cache(maxsize=4096)  # every match ranks by its column's core: the same few labels, over and over
 def core(label: str) -> str:
     """A label without its parenthesised remarks: `预计参赛职工数(含…)(人)` → `预计参赛职工数`."""
     previous = None

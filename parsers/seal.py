@@ -164,8 +164,7 @@ def _without_lines(mask: np.ndarray, px_per_mm: float, window: SealWindow) -> np
     """Remove long horizontal and vertical strokes; a few degrees of skew are tolerated
     because the mask is thickened before the long openings look for them."""
     length = max(5, round(window.line_mm * px_per_mm))
-    thick = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)),
-                       iterations=max(1, round(0.3 * px_per_mm)))
+    thick = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)), iterations=_thickening(px_per_mm))
     lines = cv2.bitwise_or(
         cv2.morphologyEx(thick, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1))),
         cv2.morphologyEx(thick, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length))),
@@ -206,9 +205,9 @@ def _working_mask(image: np.ndarray, px_per_mm: float, window: SealWindow, *, cr
     """The red-ink mask at the working scale, specks and lines removed: (mask, px_per_mm,
     scale, origin). With `crop` the red is located on every 2nd pixel first and masked only
     where it can survive the opening (see _red_core); the mask is that plus a margin of
-    nothing wider than any kernel used on it (so every opening, dilation and grouping gives
-    the same pixels as on the whole page); origin is where it starts on the page, (x, y).
-    Without, the whole page's mask."""
+    nothing (see _margin: every opening, dilation and grouping gives the same pixels as on
+    the whole page); origin is where it starts on the page, (x, y). Without, the whole
+    page's mask."""
     factor = 1.0
     if px_per_mm > WORKING_PX_PER_MM:
         # A 28 mm seal is still ~110 px across at this scale; the work shrinks with the square.
@@ -275,12 +274,24 @@ def _opened_red(image: np.ndarray, luts: np.ndarray, box: tuple[int, int, int, i
 
 
 def _margin(px_per_mm: float, window: SealWindow) -> int:
-    """Wider than any kernel _without_lines and _seal_boxes use, with room to spare: past
-    it the page holds no red, so cutting it off changes no pixel of the result."""
-    line = max(5, round(window.line_mm * px_per_mm))
-    thicken = 2 * max(1, round(0.3 * px_per_mm)) + 2
-    join = max(3, round(max(window.group_mm) * px_per_mm)) | 1
-    return line + thicken + join + 4
+    """How far past the red the mask must reach for every step after it to give the whole
+    page's pixels there (past the red the page holds none). The thickening before line
+    removal and the grouping's dilation spread ink that far and no farther: their result
+    must fit. The line openings need only a frame of nothing beyond the thickened ink,
+    not their length: an erosion reads what lies past its input as ink, but a window that
+    leaves the mask crosses that frame first, so it erodes to nothing there, as it does
+    on the whole page."""
+    return _thickening(px_per_mm) + _join(max(window.group_mm), px_per_mm) // 2 + 2
+
+
+def _thickening(px_per_mm: float) -> int:
+    """Iterations of the 3×3 dilation that thickens the mask before line removal (~0.3 mm)."""
+    return max(1, round(0.3 * px_per_mm))
+
+
+def _join(gap_mm: float, px_per_mm: float) -> int:
+    """The (odd) width of the disc that joins pieces of one seal up to `gap_mm` apart."""
+    return max(3, round(gap_mm * px_per_mm)) | 1
 
 
 def detect_seal(image: np.ndarray, px_per_mm: float, window: SealWindow = WINDOW) -> bool | None:
@@ -302,7 +313,7 @@ def _seal_boxes(mask: np.ndarray, px_per_mm: float, window: SealWindow, gap_mm: 
     """Seals in `mask` as boxes in the page's working pixels (`origin`: where the mask
     was cut from the page, so the shape test sees the page's own coordinates)."""
     ox, oy = origin
-    join = max(3, round(gap_mm * px_per_mm)) | 1
+    join = _join(gap_mm, px_per_mm)
     groups = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(groups, connectivity=8)
     smallest, largest = window.minor_min * px_per_mm, (window.major[1] * 1.2 + gap_mm) * px_per_mm
