@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection
 
 from intake.mailread import MailView
-from intake.mime import decode_header_value, read_from
+from intake.mime import decode_header_value
 
 # Any of these, with any value, marks mail written by a program.
 AUTORESPONDER_HEADERS = ("X-Auto-Response-Suppress", "X-Autoreply", "X-Autorespond", "X-Autoreply-From")
@@ -53,11 +53,9 @@ def _header(msg: MailView, name: str) -> str | None:
 
 
 def _from_address(msg: MailView) -> str:
-    # Read as servers read it (the addr-spec, never a decoded display name).
-    try:
-        return (read_from(msg.get_all("From") or []).address or "").lower()
-    except Exception:  # noqa: BLE001 - bad input must not crash the decision
-        return ""
+    # As servers read it (the addr-spec, never a decoded display name): intake.mime.read_from's,
+    # read once with the headers ("" unless the mail names exactly one usable address).
+    return (msg.from_address or "").lower()
 
 
 def no_reply_reason(
@@ -72,7 +70,7 @@ def no_reply_reason(
     the mail as parsed (`MailView.from_bytes(raw)` builds one from raw bytes)."""
     ours = {a.strip().lower() for a in our_addresses if a}
     from_address = _from_address(msg)
-    if _is_bounce(msg, from_address):  # first: whatever else it carries, a bounce is never a submission
+    if is_bounce(msg):  # first: whatever else it carries, a bounce is never a submission
         return "bounce"
     reply_to = (sender or "").strip().lower()
     if not reply_to:
@@ -108,16 +106,9 @@ def no_reply_reason(
 def is_bounce(msg: MailView) -> bool:
     """A delivery status notification: a report (RFC 6522), or the mail system's own
     sender (MAILER-DAEMON, postmaster) returning a mail, as a part or inline (qmail)."""
-    return _is_bounce(msg, None)
-
-
-def _is_bounce(msg: MailView, from_address: str | None) -> bool:
-    """is_bounce with From already read (reading it costs a header parse)."""
     if msg.content_types & REPORT_TYPES:
         return True
-    if from_address is None:
-        from_address = _from_address(msg)
-    if not _BOUNCER_LOCAL.match(from_address.partition("@")[0]):
+    if not _BOUNCER_LOCAL.match(_from_address(msg).partition("@")[0]):
         return False
     return bool(msg.content_types & RETURNED_PARTS) or _QMAIL_COPY in msg.body_text
 
