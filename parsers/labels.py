@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from parsers.forms import Column, FormSet, FormSpec
 
@@ -32,7 +32,6 @@ def normalize(text: object) -> str:
     return _SPACE.sub("", folded)
 
 
-@lru_cache(maxsize=4096)  # every match ranks by its column's core: the same few labels, over and over
 def core(label: str) -> str:
     """A label without its parenthesised remarks: `预计参赛职工数(含…)(人)` → `预计参赛职工数`."""
     previous = None
@@ -53,7 +52,7 @@ class Match:
     column: Column
     exact: bool
 
-    @property
+    @cached_property  # ranked again and again: _match keeps its Match objects
     def rank(self) -> tuple[int, int]:
         # An exact label beats containment; a longer contained label is more specific.
         return (1 if self.exact else 0, len(core(self.column.label)))
