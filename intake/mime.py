@@ -26,6 +26,7 @@ import email._header_value_parser as address_parser  # the RFC 5322 grammar behi
 import email.errors
 import email.feedparser
 import email.header
+import email.parser
 import hashlib
 import io
 import quopri
@@ -325,9 +326,7 @@ def parse_mail(raw: bytes, *, headers_only: bool = False) -> ParsedMail:
     headers_only, the header block alone (no parts, no attachments): the cost is that of
     the header block. A large mail is better read with parse_mail_file."""
     if headers_only:
-        message = email.message_from_bytes(header_block(raw), policy=RAW_HEADERS)
-        message.set_payload("")
-        return _parsed(message, too_deep=False, headers_only=True)
+        return _parsed(_header_message(header_block(raw)), too_deep=False, headers_only=True)
     parsed = parse_mail_file(io.BytesIO(raw))
     try:
         for attachment in parsed.attachments:
@@ -361,12 +360,20 @@ def parse_mail_file(source: BinaryIO, spool_dir: Path | None = None) -> ParsedMa
         # downstream (loop checks, reply threading) walks it and overflows the stack.
         _close_all(parser.spooled)
         source.seek(0)
-        message = email.message_from_bytes(header_block(source.read(HEADER_BLOCK_LIMIT)), policy=RAW_HEADERS)
-        message.set_payload("")
-        return _parsed(message, too_deep=True, headers_only=False)
+        return _parsed(_header_message(header_block(source.read(HEADER_BLOCK_LIMIT))), too_deep=True,
+                       headers_only=False)
     parsed = _parsed(message, too_deep=False, headers_only=False,
                      spools=[part.spooled for part in parser.spooled if part.spooled is not None])
     return parsed
+
+
+def _header_message(block: bytes) -> Message:
+    """The header block as a message with an empty body. Read as headers only: the body
+    is not looked into, so a multipart type neither reports its (absent) parts lost nor
+    costs the compiling of a regex for its boundary, a new one in every mail (~0.3 ms)."""
+    message = email.parser.BytesHeaderParser(policy=RAW_HEADERS).parsebytes(block)
+    message.set_payload("")
+    return message
 
 
 def _close_all(parts: list[_Part]) -> None:
