@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from jinja2 import UndefinedError
 
+from notifications import render as render_module
 from notifications.render import cn_number, cn_time, render
 from notifications.replies import reply_context, short_context
 from parsers.model import Problem, ProblemCode
@@ -115,6 +117,23 @@ def test_a_templates_dir_overrides_one_file_and_the_rest_stay_packaged(tmp_path:
     text, html = rendered(make_submission(), templates_dir=tmp_path)
     assert text == "收到了：2024年度全省劳动和技能竞赛项目申报\n"
     assert "重点工程类 3 项" in html
+
+
+def test_an_edited_override_is_used_once_the_check_interval_has_passed(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A running poller picks up an edited template without a restart, but does not stat
+    # every template file on every reply to notice it.
+    template = tmp_path / "receipt.txt.j2"
+    template.write_text("第一版\n", encoding="utf-8")
+    clock = [1000.0]
+    monkeypatch.setattr(render_module.time, "monotonic", lambda: clock[0])
+    assert rendered(make_submission(), templates_dir=tmp_path)[0] == "第一版\n"
+    template.write_text("第二版\n", encoding="utf-8")
+    os.utime(template, (template.stat().st_atime, template.stat().st_mtime + 5))
+    clock[0] += render_module.RELOAD_CHECK_SECONDS / 2
+    assert rendered(make_submission(), templates_dir=tmp_path)[0] == "第一版\n"
+    clock[0] += render_module.RELOAD_CHECK_SECONDS
+    assert rendered(make_submission(), templates_dir=tmp_path)[0] == "第二版\n"
 
 
 def test_a_misspelt_variable_in_an_override_fails_loudly(tmp_path: Path) -> None:
