@@ -35,7 +35,7 @@ from intake.tracking import settle_current
 from intake.trust import TRUSTED, awaits_staff, trust_level, unconfirmed_problem
 from intake.unpack import ArchiveFile, MailBudget
 from notifications.loops import no_reply_reason
-from notifications.replies import queue_reply, reply_kind
+from notifications.replies import queue_reply, reply_form, reply_kind
 from parsers.crosscheck import cross_check, seal_verdict
 from config.campaigns import CampaignSpec
 from config.settings import Settings
@@ -317,6 +317,7 @@ def _store_together(app: App, parsed: list[_Parsed]) -> list[Outcome]:
     notes: list[str] = []
     started = stages.clock()
     with app.db.session() as session:
+        held = _ledger_rows(session, parsed)  # noqa: F841 - held while they are stored
         outcomes = [_store(app, session, p, notes) for p in parsed]
     stages.add(STORE_STAGE, stages.clock() - started, len(parsed))
     for _ in parsed:
@@ -325,6 +326,20 @@ def _store_together(app: App, parsed: list[_Parsed]) -> list[Outcome]:
     for note in notes:
         log.info("%s", note)
     return outcomes
+
+
+def _ledger_rows(session, parsed: list[_Parsed]) -> list[Message]:  # noqa: ANN001 - Session
+    """A batch's ledger rows with their submissions, in one query. Held by the caller while
+    it stores them (a session keeps its objects by weak reference), each _store finds its
+    row in the session instead of querying for it."""
+    if len(parsed) < 2:
+        return []
+    return list(session.scalars(_with_submission().where(Message.id.in_([p.message_pk for p in parsed]))))
+
+
+@cache
+def _with_submission() -> Select:
+    return select(Message).options(joinedload(Message.submission))
 
 
 def _quarantine(app: App, message_pk: int, err: BaseException) -> Outcome:
@@ -452,7 +467,8 @@ def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # 
         known_sender=app.registry.by_sender(mail.from_address) is not None,
         has_attachments=has_files,
     )
-    # With its submission (none on a first processing) in the same query.
+    # With its submission (none on a first processing) in the same query, unless the
+    # batch's query has loaded both (_store_together).
     message = session.get(Message, message_pk, options=[joinedload(Message.submission)])
     copy_of = message.submission is None and same_mail_delivered_before(session, message, reports, mail.links)
     # The message's own fields are set once, before anything is flushed: one UPDATE of
@@ -535,10 +551,15 @@ def _store(app: App, session, parsed: _Parsed, notes: list[str]) -> Outcome:  # 
             or submission.unit is None
             or any(p.code in REVIEW_CODES for p in problems)
         )
+        answered = reply is not ReplyKind.NONE and reason is None
+        if answered and first_time:
+            # The form queue_reply records when it queues the reply (nearly always), set
+            # now: in the submission's INSERT, not an UPDATE after it.
+            submission.reply_form = reply_form(submission)
         session.add(submission)
         session.flush()
         replaced = settle_current(session, submission, first=first_time)
-        if reply is not ReplyKind.NONE and reason is None:
+        if answered:
             queue_reply(session, submission, original=mail, settings=settings, replaces=replaced, first=first_time)
     session.flush()
     where = message.uid if message.uid is not None else message.source_key
@@ -717,7 +738,7 @@ def _reset(submission: Submission) -> None:
         # A new submission's lists are known empty: set, not cleared, they stay loaded
         # after the flush (no SELECT each when the reply reads them).
         submission.files, submission.problems, submission.rows = [], [], []
-        submission.reply_form = None  # loaded too: queue_reply's reset then writes nothing
+        submission.reply_form = None  # loaded too: setting it later then compares, not SELECTs
     else:
         submission.files.clear()
         submission.problems.clear()

@@ -444,6 +444,12 @@ def _compose(
     return None
 
 
+def _not_sent(submission: Submission, reason: str) -> None:
+    submission.reply_suppressed = reason
+    if submission.reply_form is not None:  # (an unchanged value would still cost a flush)
+        submission.reply_form = None
+
+
 def queue_reply(
     session: Session,
     submission: Submission,
@@ -473,11 +479,9 @@ def queue_reply(
     # would catch one anyway): the look-up is for reprocessing, where the form stands.
     if not first and session.scalar(select(OutboxItem.id).where(OutboxItem.dedupe_key == dedupe_key)) is not None:
         return None  # reprocessing the same mail never queues a second reply; its form stands
-    if submission.reply_form is not None:  # (an unchanged value would still cost a flush)
-        submission.reply_form = None
     recipient = submission.message.from_address
     if not recipient:
-        submission.reply_suppressed = "no_sender"
+        _not_sent(submission, "no_sender")
         return None
     form = reply_form(submission)
     failed = authentication_failed(submission.message.auth_results)
@@ -486,15 +490,17 @@ def queue_reply(
     with session.no_autoflush:
         reason = cap_reason(session, failed, form, recipient, settings.smtp, now)
     if reason is not None:
-        submission.reply_suppressed = reason
+        _not_sent(submission, reason)
         return None
     composed = _compose(submission, form, original=original, settings=settings, replaces=replaces)
     if composed is None:
-        submission.reply_suppressed = "too_large"
+        _not_sent(submission, "too_large")
         return None
-    # Flushed with the outbox row (insert_outbox flushes first): the hourly caps count
-    # short replies by their submission's form.
-    submission.reply_form = form
+    # Flushed with the outbox row at the latest (insert_outbox flushes first): the hourly
+    # caps count short replies by their submission's form. A mail processed the first
+    # time has it already, set with its INSERT (intake.pipeline): no UPDATE then.
+    if submission.reply_form is not form:
+        submission.reply_form = form
     return insert_outbox(
         session,
         kind=OutboxKind.REPLY,
