@@ -315,9 +315,12 @@ class ParseWorker:
 
     def _ask(self, request: dict, payload: bytes | None, seconds: float, label: str,
              decode: Callable[[bytes], _Reply]) -> _Reply | str:
-        if self._process is not None and self._process.is_alive() and self._worn_out():
+        if self._process is not None and self._worn_out():
             self.close()  # it ends by itself, its exit handlers run; killed only if it does not
-        self.start()
+        # Not asked whether it is alive (a waitpid each time, three a mail): one that died
+        # idle fails the send or the read below, and _ask_twice gives a fresh one the file.
+        if self._process is None:
+            self._start()
         assert self._conn is not None  # for the type checker: _start sets it
         self._served += 1
         try:

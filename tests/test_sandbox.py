@@ -6,7 +6,7 @@ from __future__ import annotations
 import pickle
 import uuid
 from collections.abc import Iterator
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import psutil
@@ -41,6 +41,18 @@ def test_an_idle_worker_is_reused(worker: ParseWorker) -> None:
         psutil.Process(pid).wait(timeout=1.0)
     assert worker.parse(h.form1_xlsx(), "汇总表.xlsx").forms
     assert worker.pid == pid
+
+
+def test_a_worker_that_died_while_idle_is_replaced_and_the_next_file_parses(worker: ParseWorker) -> None:
+    # Nothing asks an idle worker whether it lives (a system call a request): a dead one
+    # fails the next request, which a fresh worker then answers, the file not blamed.
+    assert worker.parse(h.form1_xlsx(), "汇总表.xlsx").forms
+    dead, pid = worker._process, worker.pid  # noqa: SLF001 - to see it end without reaping it
+    dead.kill()
+    assert wait([dead.sentinel], timeout=10)
+    report = worker.parse(h.form1_xlsx(), "汇总表.xlsx")
+    assert report.forms and not report.problems
+    assert worker.pid not in (None, pid)
 
 
 def test_a_worker_is_replaced_after_its_share_of_requests(worker: ParseWorker, monkeypatch: pytest.MonkeyPatch) -> None:
